@@ -1,0 +1,147 @@
+package app
+
+import (
+	"context"
+	"time"
+)
+
+// SearchTerm is one term of a job search ("status:failed", "!image:bsd",
+// or free text on the note with Key "").
+type SearchTerm struct {
+	Key    string // "", "status", "image", "tags"
+	Value  string
+	Negate bool
+}
+
+// JobFilter selects jobs. Nil/empty fields do not filter. Results are
+// ordered by id descending (newest first).
+type JobFilter struct {
+	ID         *int64
+	OwnerID    *int64
+	GroupID    *int64
+	Visibility []Visibility // allowed visibilities
+	Status     []JobStatus
+	TagPrefix  *string // tags == prefix or start with prefix + "/"
+	BeforeID   *int64  // keyset paging: id <= BeforeID
+	Search     []SearchTerm
+	Limit      int // 0 = no limit
+}
+
+// JobUpdate is a partial update of a job; nil fields are left alone.
+type JobUpdate struct {
+	Status     *JobStatus
+	Visibility *Visibility
+	Runner     *string
+	Started    *time.Time
+	Finished   *time.Time
+	Deadline   *time.Time
+	Reason     *string
+}
+
+// UserUpdate is a partial update of a user.
+type UserUpdate struct {
+	Email        *string
+	PasswordHash *string
+	Admin        *bool
+	URL          *string
+	Location     *string
+	Bio          *string
+}
+
+// Page asks for a keyset page: rows with id <= BeforeID (nil = from the
+// newest), at most Limit rows (0 = all).
+type Page struct {
+	BeforeID *int64
+	Limit    int
+}
+
+// Store is the persistence layer, implemented by store.DB. Every method is
+// one transaction. Not-found is an *Error with ENOTFOUND; unique or foreign
+// key violations are ECONFLICT.
+type Store interface {
+	// Users, keys and tokens.
+	CreateUser(ctx context.Context, u *User) error
+	FindUserByID(ctx context.Context, id int64) (*User, error)
+	FindUserByName(ctx context.Context, username string) (*User, error)
+	FindUsers(ctx context.Context) ([]*User, error)
+	UpdateUser(ctx context.Context, id int64, upd UserUpdate) (*User, error)
+	// DeleteUser removes the user and, by cascade, their jobs, tasks,
+	// artifacts rows, secrets, keys, tokens and webhooks.
+	DeleteUser(ctx context.Context, id int64) error
+	CreateSSHKey(ctx context.Context, k *SSHKey) error
+	FindSSHKeys(ctx context.Context, userID int64) ([]*SSHKey, error)
+	FindUserBySSHFingerprint(ctx context.Context, fingerprint string) (*User, error)
+	DeleteSSHKey(ctx context.Context, userID, keyID int64) error
+	CreateToken(ctx context.Context, t *Token) error
+	FindTokenByHash(ctx context.Context, hash string) (*Token, error)
+	FindTokenByID(ctx context.Context, id int64) (*Token, error)
+	FindTokens(ctx context.Context, userID int64) ([]*Token, error)
+	TouchToken(ctx context.Context, id int64) error // sets LastUsed to now
+	DeleteToken(ctx context.Context, id int64) error
+
+	// Jobs and tasks.
+	// CreateJob inserts job and one pending task per name (IDs and times
+	// are filled in on the passed values) in one transaction.
+	CreateJob(ctx context.Context, job *Job, taskNames []string) ([]*Task, error)
+	FindJobByID(ctx context.Context, id int64) (*Job, error)
+	FindJobs(ctx context.Context, f JobFilter) ([]*Job, error)
+	// TransitionJob applies upd only if the job's status is one of from;
+	// otherwise ECONFLICT (ENOTFOUND if the job does not exist).
+	TransitionJob(ctx context.Context, id int64, from []JobStatus, upd JobUpdate) (*Job, error)
+	UpdateJob(ctx context.Context, id int64, upd JobUpdate) (*Job, error)
+	// ClaimJob atomically moves the oldest queued job to running with
+	// runner set, started = now and deadline = now + timeout. ENOTFOUND if
+	// the queue is empty.
+	ClaimJob(ctx context.Context, runner string, timeout time.Duration) (*Job, error)
+	FindTasks(ctx context.Context, jobID int64) ([]*Task, error)
+	// FindTasksForJobs returns tasks of several jobs keyed by job id.
+	FindTasksForJobs(ctx context.Context, jobIDs []int64) (map[int64][]*Task, error)
+	UpdateTaskStatus(ctx context.Context, taskID int64, status TaskStatus) (*Task, error)
+	// SkipPendingTasks marks every pending task of a job skipped.
+	SkipPendingTasks(ctx context.Context, jobID int64) error
+	// FindJobsByStatus returns all jobs currently in one of the statuses
+	// (crash recovery, queue inspection), oldest first.
+	FindJobsByStatus(ctx context.Context, statuses []JobStatus) ([]*Job, error)
+
+	// Artifacts.
+	CreateArtifact(ctx context.Context, a *Artifact) error
+	FindArtifacts(ctx context.Context, jobID int64) ([]*Artifact, error)
+	FindArtifactByID(ctx context.Context, id int64) (*Artifact, error)
+
+	// Job groups.
+	// CreateGroup inserts g, attaches jobIDs (which must all be owned by
+	// g.OwnerID, pending and ungrouped, else EINVALID) and the triggers; if
+	// queue, moves the jobs to queued. One transaction.
+	CreateGroup(ctx context.Context, g *JobGroup, jobIDs []int64, triggers []*GroupTrigger, queue bool) error
+	FindGroupByID(ctx context.Context, id int64) (*JobGroup, error)
+	FindGroupTriggers(ctx context.Context, groupID int64) ([]*GroupTrigger, error)
+	// QueueGroup moves the group's pending jobs to queued and returns how many.
+	QueueGroup(ctx context.Context, groupID int64) (int, error)
+	// MarkGroupFired sets Fired if it was unset; reports whether this call set it.
+	MarkGroupFired(ctx context.Context, groupID int64) (bool, error)
+
+	// Secrets. Data is stored as given (the Service encrypts it).
+	CreateSecret(ctx context.Context, s *Secret) error
+	FindSecrets(ctx context.Context, userID int64, p Page) ([]*Secret, error)
+	FindSecretByUUID(ctx context.Context, userID int64, uuid string) (*Secret, error)
+	// FindSecretByRef finds a user's secret by UUID or by name.
+	FindSecretByRef(ctx context.Context, userID int64, ref string) (*Secret, error)
+	DeleteSecret(ctx context.Context, userID int64, uuid string) error
+
+	// User webhooks.
+	CreateWebhook(ctx context.Context, w *WebhookSubscription) error
+	FindWebhooks(ctx context.Context, userID int64, p Page) ([]*WebhookSubscription, error)
+	FindWebhookByID(ctx context.Context, id int64) (*WebhookSubscription, error)
+	DeleteWebhook(ctx context.Context, id int64) error
+	// FindWebhooksForEvent returns the user's subscriptions to event.
+	FindWebhooksForEvent(ctx context.Context, userID int64, event WebhookEvent) ([]*WebhookSubscription, error)
+	CreateWebhookDelivery(ctx context.Context, d *WebhookDelivery) error
+	FindWebhookDeliveries(ctx context.Context, subscriptionID int64, p Page) ([]*WebhookDelivery, error)
+	// FindDueWebhookDeliveries returns pending deliveries whose NextAttempt <= now.
+	FindDueWebhookDeliveries(ctx context.Context, now time.Time, limit int) ([]*WebhookDelivery, error)
+	UpdateWebhookDelivery(ctx context.Context, d *WebhookDelivery) error
+
+	// Trigger deliveries (manifest and group triggers).
+	CreateTriggerDelivery(ctx context.Context, d *TriggerDelivery) error
+	FindTriggerDeliveries(ctx context.Context, jobID int64) ([]*TriggerDelivery, error)
+}
