@@ -1,0 +1,135 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// LogPath returns where a job's log lives under the data dir: the setup log
+// for task "" and a task's log otherwise. Task names are validated by the
+// manifest parser ([a-z0-9_-]), so they cannot escape the directory.
+func LogPath(dataDir string, jobID int64, task string) string {
+	dir := filepath.Join(dataDir, "logs", fmt.Sprint(jobID))
+	if task == "" {
+		return filepath.Join(dir, "log")
+	}
+	return filepath.Join(dir, task, "log")
+}
+
+// LogHub lets readers follow logs that are still being written. Writers
+// append to the log file and call Notify; readers read the file from their
+// own offset and call Wait for more. A slow reader therefore never holds up
+// a writer: the file is the buffer and the hub only carries wake-ups.
+type LogHub struct {
+	mu   sync.Mutex
+	logs map[string]*logState
+}
+
+type logState struct {
+	size   int64
+	closed bool
+	wake   chan struct{} // closed and replaced on every change
+}
+
+func hubKey(jobID int64, task string) string { return fmt.Sprint(jobID, "/", task) }
+
+func (h *LogHub) state(key string) *logState {
+	if h.logs == nil {
+		h.logs = map[string]*logState{}
+	}
+	st := h.logs[key]
+	if st == nil {
+		st = &logState{wake: make(chan struct{})}
+		h.logs[key] = st
+	}
+	return st
+}
+
+// Open marks a log as live (being written).
+func (h *LogHub) Open(jobID int64, task string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.state(hubKey(jobID, task))
+	st.closed = false
+}
+
+// Notify records that the log now has size bytes and wakes its readers.
+func (h *LogHub) Notify(jobID int64, task string, size int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.state(hubKey(jobID, task))
+	st.size = size
+	close(st.wake)
+	st.wake = make(chan struct{})
+}
+
+// Close marks a log as complete and wakes its readers; later Waits return
+// at once.
+func (h *LogHub) Close(jobID int64, task string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	key := hubKey(jobID, task)
+	st := h.state(key)
+	st.closed = true
+	close(st.wake)
+	st.wake = make(chan struct{})
+}
+
+// Forget drops the hub's state for a finished job's log.
+func (h *LogHub) Forget(jobID int64, task string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.logs, hubKey(jobID, task))
+}
+
+// Live reports whether the log is open for writing.
+func (h *LogHub) Live(jobID int64, task string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.logs[hubKey(jobID, task)]
+	return st != nil && !st.closed
+}
+
+// Wait blocks until the log grows beyond offset, is closed, or ctx ends.
+// It reports whether the log may still grow (false once closed or unknown).
+func (h *LogHub) Wait(ctx context.Context, jobID int64, task string, offset int64) bool {
+	h.mu.Lock()
+	st := h.logs[hubKey(jobID, task)]
+	if st == nil || st.closed {
+		h.mu.Unlock()
+		return false
+	}
+	if st.size > offset {
+		h.mu.Unlock()
+		return true
+	}
+	wake := st.wake
+	h.mu.Unlock()
+	select {
+	case <-wake:
+		return h.Live(jobID, task) || h.size(jobID, task) > offset
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (h *LogHub) size(jobID int64, task string) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if st := h.logs[hubKey(jobID, task)]; st != nil {
+		return st.size
+	}
+	return 0
+}
+
+// LogSize returns the size of a log file, 0 if it does not exist.
+func LogSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}

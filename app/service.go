@@ -1,0 +1,242 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// EventSink is told about job events after they are committed: user
+// webhooks (JOB_CREATED, JOB_UPDATED) and, for final statuses, manifest
+// and group triggers. Implementations must not block.
+type EventSink interface {
+	JobEvent(ctx context.Context, event WebhookEvent, job *Job)
+}
+
+// Canceler stops a running job's VM (implemented by the runner).
+type Canceler interface {
+	// CancelJob asks the runner to stop the job; it reports whether the
+	// runner had the job.
+	CancelJob(jobID int64) bool
+}
+
+// Service enforces the rules on top of the Store: who may see and change
+// what, and which status transitions happen. Web, API, runner and CLI all
+// go through it.
+type Service struct {
+	Store  Store
+	Config *Config
+	Logs   *LogHub
+	Events EventSink // may be nil
+	Runner Canceler  // may be nil
+	Wake   func()    // wakes the runner pool after queueing; may be nil
+	Now    func() time.Time
+	Log    *slog.Logger
+
+	cursors cursorCodec
+	sealer  *sealer
+}
+
+// NewService returns a Service; secretKey (32 bytes) encrypts secrets at
+// rest and signs cursors.
+func NewService(store Store, cfg *Config, secretKey []byte) (*Service, error) {
+	s, err := newSealer(secretKey)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{
+		Store:   store,
+		Config:  cfg,
+		Logs:    &LogHub{},
+		Now:     time.Now,
+		Log:     slog.Default(),
+		cursors: cursorCodec{key: append([]byte("builds-cursor"), secretKey...)},
+		sealer:  s,
+	}, nil
+}
+
+func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Second) }
+
+func (s *Service) wake() {
+	if s.Wake != nil {
+		s.Wake()
+	}
+}
+
+func (s *Service) event(ctx context.Context, ev WebhookEvent, job *Job) {
+	if s.Events != nil && job != nil {
+		s.Events.JobEvent(context.WithoutCancel(ctx), ev, job)
+	}
+}
+
+// requireUser returns the caller, or EUNAUTHORIZED.
+func requireUser(ctx context.Context) (*User, error) {
+	if u := UserFromContext(ctx); u != nil {
+		return u, nil
+	}
+	return nil, Errorf(EUNAUTHORIZED, "authentication required")
+}
+
+// requireGrant checks the caller's token grants.
+func requireGrant(ctx context.Context, scope Scope, kind Access) error {
+	a := AuthFromContext(ctx)
+	if a == nil || a.User == nil && a.Kind != AuthSystem {
+		return Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	if !a.Can(scope, kind) {
+		return Errorf(EFORBIDDEN, "access denied: this token lacks the %s:%s grant", scope, kind)
+	}
+	return nil
+}
+
+func isSystem(ctx context.Context) bool {
+	a := AuthFromContext(ctx)
+	return a != nil && a.Kind == AuthSystem
+}
+
+// CanView reports whether the caller may see job (behaviour.md §4.7).
+// Anonymous callers see PUBLIC and UNLISTED jobs by id.
+func CanView(ctx context.Context, job *Job) bool {
+	if isSystem(ctx) {
+		return true
+	}
+	if u := UserFromContext(ctx); u != nil && (u.ID == job.OwnerID || u.Admin) {
+		return true
+	}
+	return job.Visibility != Private
+}
+
+// isOwner reports whether the caller owns job (or is the system).
+func isOwner(ctx context.Context, job *Job) bool {
+	if isSystem(ctx) {
+		return true
+	}
+	u := UserFromContext(ctx)
+	return u != nil && u.ID == job.OwnerID
+}
+
+// errNoJob is what callers get for missing and invisible jobs alike, so
+// private job ids do not leak.
+func errNoJob(id int64) error { return Errorf(ENOTFOUND, "no such job: %d", id) }
+
+// Job returns a job the caller may see.
+func (s *Service) Job(ctx context.Context, id int64) (*Job, error) {
+	job, err := s.Store.FindJobByID(ctx, id)
+	if ErrorCode(err) == ENOTFOUND {
+		return nil, errNoJob(id)
+	} else if err != nil {
+		return nil, fmt.Errorf("find job: %w", err)
+	}
+	if !CanView(ctx, job) {
+		return nil, errNoJob(id)
+	}
+	return job, nil
+}
+
+// OwnJob returns a job the caller owns; others' jobs are "not found".
+func (s *Service) OwnJob(ctx context.Context, id int64) (*Job, error) {
+	job, err := s.Job(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !isOwner(ctx, job) {
+		return nil, errNoJob(id)
+	}
+	return job, nil
+}
+
+// JobList is one page of jobs with the cursor of the next page ("" at the end).
+type JobList struct {
+	Jobs   []*Job
+	Cursor string
+}
+
+// UserJobs lists owner's jobs visible to the caller, newest first: all of
+// them for the owner, PUBLIC ones for everybody else. search and tagPrefix
+// are optional (web UI).
+func (s *Service) UserJobs(ctx context.Context, ownerID int64, cursor *string, f JobFilter) (*JobList, error) {
+	before, err := s.cursors.Decode("jobs", cursor)
+	if err != nil {
+		return nil, err
+	}
+	f.OwnerID = &ownerID
+	if u := UserFromContext(ctx); !isSystem(ctx) && (u == nil || u.ID != ownerID && !u.Admin) {
+		f.Visibility = []Visibility{Public}
+	}
+	if before != nil {
+		f.BeforeID = before
+	}
+	if f.Limit == 0 {
+		f.Limit = PageSize
+	}
+	limit := f.Limit
+	f.Limit++
+	jobs, err := s.Store.FindJobs(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("find jobs: %w", err)
+	}
+	list := &JobList{Jobs: jobs}
+	if len(jobs) > limit {
+		list.Cursor = s.cursors.Encode("jobs", jobs[limit].ID)
+		list.Jobs = jobs[:limit]
+	}
+	return list, nil
+}
+
+// Tasks returns the tasks of a job the caller may see, in manifest order.
+func (s *Service) Tasks(ctx context.Context, job *Job) ([]*Task, error) {
+	if !CanView(ctx, job) {
+		return nil, errNoJob(job.ID)
+	}
+	return s.Store.FindTasks(ctx, job.ID)
+}
+
+// Task returns one task of a visible job by name.
+func (s *Service) Task(ctx context.Context, jobID int64, name string) (*Job, *Task, error) {
+	job, err := s.Job(ctx, jobID)
+	if err != nil {
+		return nil, nil, err
+	}
+	tasks, err := s.Store.FindTasks(ctx, jobID)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, t := range tasks {
+		if t.Name == name {
+			return job, t, nil
+		}
+	}
+	return nil, nil, Errorf(ENOTFOUND, "no such task: %s", name)
+}
+
+// Artifacts returns the artifacts of a visible job.
+func (s *Service) Artifacts(ctx context.Context, job *Job) ([]*Artifact, error) {
+	if !CanView(ctx, job) {
+		return nil, errNoJob(job.ID)
+	}
+	return s.Store.FindArtifacts(ctx, job.ID)
+}
+
+// Artifact returns an artifact of a visible job.
+func (s *Service) Artifact(ctx context.Context, id int64) (*Job, *Artifact, error) {
+	a, err := s.Store.FindArtifactByID(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	job, err := s.Job(ctx, a.JobID)
+	if err != nil {
+		return nil, nil, Errorf(ENOTFOUND, "no such artifact")
+	}
+	return job, a, nil
+}
+
+// User returns a user by id.
+func (s *Service) User(ctx context.Context, id int64) (*User, error) {
+	return s.Store.FindUserByID(ctx, id)
+}
+
+// UserByName returns a user by username.
+func (s *Service) UserByName(ctx context.Context, name string) (*User, error) {
+	return s.Store.FindUserByName(ctx, name)
+}

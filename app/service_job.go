@@ -1,0 +1,231 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// SubmitInput is the submit mutation's arguments (nil = not given).
+type SubmitInput struct {
+	Manifest   string
+	Tags       []string
+	Note       *string
+	Secrets    *bool
+	Execute    *bool
+	Visibility *Visibility
+}
+
+// MaxNoteSize is the longest note accepted, as on builds.sr.ht.
+const MaxNoteSize = 4096
+
+var tagRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// CheckManifest parses a manifest with the configured limits, returning
+// an EINVALID error listing every problem.
+func (s *Service) CheckManifest(text string) (*Manifest, error) {
+	m, err := ParseManifest([]byte(text), s.Config.Limits.ManifestSize)
+	if err != nil {
+		var errs ManifestErrors
+		if errors.As(err, &errs) {
+			return nil, &Error{Code: EINVALID, Message: errs.Error()}
+		}
+		return nil, Errorf(EINVALID, "%s", err.Error())
+	}
+	if n := s.Config.Limits.ArtifactsPerJob; n > 0 && len(m.Artifacts) > n {
+		return nil, Errorf(EINVALID, "no more than %d artifacts per build are accepted (manifest lists %d)", n, len(m.Artifacts))
+	}
+	return m, nil
+}
+
+// normalizeTags drops empty tags (hut sends [""]) and validates the rest.
+func normalizeTags(tags []string) (string, error) {
+	var out []string
+	for _, t := range tags {
+		if t == "" {
+			continue
+		}
+		if !tagRE.MatchString(t) {
+			return "", Errorf(EINVALID, "Invalid tag name %q, tags must use alphanumeric characters, underscores, dashes, or dots", t)
+		}
+		out = append(out, t)
+	}
+	return strings.Join(out, "/"), nil
+}
+
+func normalizeNote(note *string) (*string, error) {
+	if note == nil || *note == "" {
+		return nil, nil
+	}
+	if len(*note) > MaxNoteSize {
+		return nil, Errorf(EINVALID, "note must be at most %d bytes", MaxNoteSize)
+	}
+	return note, nil
+}
+
+// Submit validates a manifest and creates a job with one pending task per
+// manifest task, queued unless Execute is false (behaviour.md §4.5).
+func (s *Service) Submit(ctx context.Context, in SubmitInput) (*Job, error) {
+	if err := requireGrant(ctx, ScopeJobs, RW); err != nil {
+		return nil, err
+	}
+	user, err := requireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.CheckManifest(in.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := normalizeTags(in.Tags)
+	if err != nil {
+		return nil, err
+	}
+	note, err := normalizeNote(in.Note)
+	if err != nil {
+		return nil, err
+	}
+	vis := Unlisted
+	if in.Visibility != nil {
+		if !in.Visibility.Valid() {
+			return nil, Errorf(EINVALID, "invalid visibility %q", *in.Visibility)
+		}
+		vis = *in.Visibility
+	}
+	secretsRO := AuthFromContext(ctx).Can(ScopeSecrets, RO)
+	needs := len(m.Secrets) > 0 || m.OAuth != ""
+	sec := needs && secretsRO
+	if in.Secrets != nil {
+		sec = *in.Secrets
+	}
+	if sec && needs && !secretsRO {
+		return nil, Errorf(EFORBIDDEN, "access denied: enabling secrets requires the SECRETS:RO grant")
+	}
+	if sec {
+		for _, ref := range m.Secrets {
+			if _, err := s.Store.FindSecretByRef(ctx, user.ID, ref); ErrorCode(err) == ENOTFOUND {
+				return nil, Errorf(EINVALID, "unknown secret %q: no secret with this UUID or name on your account", ref)
+			} else if err != nil {
+				return nil, fmt.Errorf("find secret: %w", err)
+			}
+		}
+	}
+	status := JobQueued
+	if in.Execute != nil && !*in.Execute {
+		status = JobPending
+	}
+	job := &Job{
+		OwnerID:    user.ID,
+		Manifest:   in.Manifest,
+		Note:       note,
+		Tags:       tags,
+		Visibility: vis,
+		Image:      m.Image,
+		Status:     status,
+		Secrets:    sec,
+	}
+	if _, err := s.Store.CreateJob(ctx, job, m.TaskNames()); err != nil {
+		return nil, fmt.Errorf("create job: %w", err)
+	}
+	s.Log.Info("job submitted", "job_id", job.ID, "user", user.Username, "image", job.Image, "status", job.Status)
+	if status == JobQueued {
+		s.wake()
+	}
+	s.event(ctx, EventJobCreated, job)
+	return job, nil
+}
+
+// Start queues a pending job of the caller's.
+func (s *Service) Start(ctx context.Context, id int64) (*Job, error) {
+	if err := requireGrant(ctx, ScopeJobs, RW); err != nil {
+		return nil, err
+	}
+	if _, err := s.OwnJob(ctx, id); err != nil {
+		return nil, Errorf(ENOTFOUND, "Found no pending jobs with this ID on your account")
+	}
+	st := JobQueued
+	job, err := s.Store.TransitionJob(ctx, id, []JobStatus{JobPending}, JobUpdate{Status: &st})
+	if ErrorCode(err) == ECONFLICT || ErrorCode(err) == ENOTFOUND {
+		return nil, Errorf(ENOTFOUND, "Found no pending jobs with this ID on your account")
+	} else if err != nil {
+		return nil, fmt.Errorf("start job: %w", err)
+	}
+	s.wake()
+	s.event(ctx, EventJobUpdated, job)
+	return job, nil
+}
+
+// Cancel cancels a pending, queued or running job of the caller's. The
+// status is written here, so a job is cancelled even if no runner holds it;
+// a runner that does is told to stop the VM.
+func (s *Service) Cancel(ctx context.Context, id int64) (*Job, error) {
+	if err := requireGrant(ctx, ScopeJobs, RW); err != nil {
+		return nil, err
+	}
+	job, err := s.OwnJob(ctx, id)
+	if err != nil {
+		if u := UserFromContext(ctx); u == nil || !u.Admin {
+			return nil, err
+		}
+		if job, err = s.Store.FindJobByID(ctx, id); err != nil {
+			return nil, errNoJob(id)
+		}
+	}
+	if job.Status.Final() {
+		return nil, Errorf(ECONFLICT, "job %d has already finished (%s)", id, strings.ToUpper(string(job.Status)))
+	}
+	job, err = s.finish(ctx, id, []JobStatus{JobPending, JobQueued, JobRunning}, JobCancelled, "cancelled by "+callerName(ctx))
+	if err != nil {
+		return nil, err
+	}
+	if s.Runner != nil {
+		s.Runner.CancelJob(id)
+	}
+	return job, nil
+}
+
+func callerName(ctx context.Context) string {
+	if u := UserFromContext(ctx); u != nil {
+		return u.CanonicalName()
+	}
+	return "the system"
+}
+
+// finish moves a job to a final status if it is in one of from, then
+// emits JOB_UPDATED (which also runs triggers).
+func (s *Service) finish(ctx context.Context, id int64, from []JobStatus, to JobStatus, reason string) (*Job, error) {
+	now := s.now()
+	upd := JobUpdate{Status: &to, Finished: &now}
+	if reason != "" {
+		upd.Reason = &reason
+	}
+	job, err := s.Store.TransitionJob(ctx, id, from, upd)
+	if ErrorCode(err) == ECONFLICT {
+		cur, ferr := s.Store.FindJobByID(ctx, id)
+		if ferr == nil {
+			return nil, Errorf(ECONFLICT, "job %d is %s, cannot move it to %s", id, strings.ToUpper(string(cur.Status)), strings.ToUpper(string(to)))
+		}
+		return nil, err
+	} else if err != nil {
+		return nil, fmt.Errorf("finish job: %w", err)
+	}
+	s.Log.Info("job finished", "job_id", id, "status", to, "reason", reason)
+	s.event(ctx, EventJobUpdated, job)
+	return job, nil
+}
+
+// SetVisibility changes the visibility of the caller's job.
+func (s *Service) SetVisibility(ctx context.Context, id int64, v Visibility) (*Job, error) {
+	if err := requireGrant(ctx, ScopeJobs, RW); err != nil {
+		return nil, err
+	}
+	if !v.Valid() {
+		return nil, Errorf(EINVALID, "invalid visibility %q", v)
+	}
+	if _, err := s.OwnJob(ctx, id); err != nil {
+		return nil, err
+	}
+	return s.Store.UpdateJob(ctx, id, JobUpdate{Visibility: &v})
+}

@@ -1,0 +1,167 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Methods the runner uses. They run with the runner's own authority (the
+// runner holds no user context) and are not reachable from the API.
+
+// ClaimedJob is a job a runner has taken, with everything it needs.
+type ClaimedJob struct {
+	Job      *Job
+	Owner    *User
+	Manifest *Manifest
+	Tasks    []*Task
+}
+
+// ClaimJob takes the oldest queued job for runner. It returns ENOTFOUND
+// when the queue is empty. A job whose stored manifest no longer parses
+// (limits changed) is failed with the reason in its setup log.
+func (s *Service) ClaimJob(ctx context.Context, runner string) (*ClaimedJob, error) {
+	for {
+		job, err := s.Store.ClaimJob(ctx, runner, s.Config.Runner.JobTimeout)
+		if err != nil {
+			return nil, err
+		}
+		s.event(ctx, EventJobUpdated, job)
+		cj, err := s.loadClaimed(ctx, job)
+		if err == nil {
+			return cj, nil
+		}
+		s.AppendSetupLog(job.ID, fmt.Sprintf("Error: %s\n", ErrorMessage(err)))
+		if _, ferr := s.FinishJob(ctx, job.ID, JobFailed, ErrorMessage(err)); ferr != nil {
+			return nil, ferr
+		}
+	}
+}
+
+func (s *Service) loadClaimed(ctx context.Context, job *Job) (*ClaimedJob, error) {
+	m, err := ParseManifest([]byte(job.Manifest), 0)
+	if err != nil {
+		return nil, Errorf(EINVALID, "stored manifest is invalid: %v", err)
+	}
+	owner, err := s.Store.FindUserByID(ctx, job.OwnerID)
+	if err != nil {
+		return nil, fmt.Errorf("find owner: %w", err)
+	}
+	tasks, err := s.Store.FindTasks(ctx, job.ID)
+	if err != nil {
+		return nil, fmt.Errorf("find tasks: %w", err)
+	}
+	return &ClaimedJob{Job: job, Owner: owner, Manifest: m, Tasks: tasks}, nil
+}
+
+// SetTaskStatus records a task's status (running, success, failed, skipped).
+func (s *Service) SetTaskStatus(ctx context.Context, task *Task, status TaskStatus) error {
+	t, err := s.Store.UpdateTaskStatus(ctx, task.ID, status)
+	if err != nil {
+		return fmt.Errorf("update task: %w", err)
+	}
+	*task = *t
+	return nil
+}
+
+// SkipRemainingTasks marks every still-pending task of a job skipped
+// (complete-build).
+func (s *Service) SkipRemainingTasks(ctx context.Context, jobID int64) error {
+	return s.Store.SkipPendingTasks(ctx, jobID)
+}
+
+// FinishJob records a running job's final status. If the job already left
+// running (cancelled meanwhile), the stored job is returned unchanged.
+func (s *Service) FinishJob(ctx context.Context, jobID int64, status JobStatus, reason string) (*Job, error) {
+	if !status.Final() {
+		return nil, Errorf(EINVALID, "%s is not a final status", status)
+	}
+	job, err := s.finish(ctx, jobID, []JobStatus{JobRunning}, status, reason)
+	if ErrorCode(err) == ECONFLICT {
+		return s.Store.FindJobByID(ctx, jobID)
+	}
+	return job, err
+}
+
+// JobStatus returns a job's current stored status (the runner polls it to
+// notice cancellation it was not told about).
+func (s *Service) JobStatus(ctx context.Context, jobID int64) (JobStatus, error) {
+	job, err := s.Store.FindJobByID(ctx, jobID)
+	if err != nil {
+		return "", err
+	}
+	return job.Status, nil
+}
+
+// AddArtifact records an artifact whose file the runner has stored under
+// <data>/artifacts/<a.File>.
+func (s *Service) AddArtifact(ctx context.Context, a *Artifact) error {
+	return s.Store.CreateArtifact(ctx, a)
+}
+
+// ArtifactPath returns the on-disk path of an artifact's file.
+func (s *Service) ArtifactPath(a *Artifact) string {
+	return filepath.Join(s.Config.Builds.DataDir, "artifacts", filepath.FromSlash(a.File))
+}
+
+// LogPath returns the on-disk path of a job's setup log ("") or task log.
+func (s *Service) LogPath(jobID int64, task string) string {
+	return LogPath(s.Config.Builds.DataDir, jobID, task)
+}
+
+// AppendSetupLog appends text to a job's setup log file and wakes readers.
+func (s *Service) AppendSetupLog(jobID int64, text string) {
+	p := s.LogPath(jobID, "")
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		s.Log.Error("append setup log", "job_id", jobID, "err", err)
+		return
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		s.Log.Error("append setup log", "job_id", jobID, "err", err)
+		return
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		s.Log.Error("append setup log", "job_id", jobID, "err", err)
+		return
+	}
+	if fi, err := f.Stat(); err == nil {
+		s.Logs.Notify(jobID, "", fi.Size())
+	}
+}
+
+// RecoverJobs fails jobs a previous process left running (it died with
+// them), writing the reason into their setup logs. It returns them so the
+// runner can clean up their leftovers.
+func (s *Service) RecoverJobs(ctx context.Context) ([]*Job, error) {
+	jobs, err := s.Store.FindJobsByStatus(ctx, []JobStatus{JobRunning})
+	if err != nil {
+		return nil, fmt.Errorf("find running jobs: %w", err)
+	}
+	var out []*Job
+	for _, j := range jobs {
+		reason := "the builds service restarted while this job was running"
+		s.AppendSetupLog(j.ID, fmt.Sprintf("\n[%s] Error: %s; the job was marked failed.\n", s.now().Format(time.DateTime), reason))
+		job, err := s.FinishJob(ctx, j.ID, JobFailed, reason)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, job)
+	}
+	return out, nil
+}
+
+// removeJobFiles deletes a job's logs and artifacts from the data dir.
+func (s *Service) removeJobFiles(jobID int64) {
+	for _, dir := range []string{
+		filepath.Join(s.Config.Builds.DataDir, "logs", fmt.Sprint(jobID)),
+		filepath.Join(s.Config.Builds.DataDir, "artifacts", fmt.Sprint(jobID)),
+	} {
+		if err := os.RemoveAll(dir); err != nil {
+			s.Log.Error("remove job files", "job_id", jobID, "err", err)
+		}
+	}
+}

@@ -1,0 +1,149 @@
+// Package web serves builds over HTTP: the GraphQL API at /query, log and
+// artifact downloads, and the HTML user interface.
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"builds/app"
+)
+
+// Server is the HTTP server. Set the exported fields, then call Open.
+type Server struct {
+	Addr    string // listen address, e.g. "127.0.0.1:8080" (":0" in tests)
+	Service *app.Service
+	Config  *app.Config
+	Log     *slog.Logger
+
+	ln     net.Listener
+	server *http.Server
+}
+
+// Open starts listening and serving in the background; listen errors are
+// returned synchronously.
+func (s *Server) Open() error {
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.Addr, err)
+	}
+	s.ln = ln
+	s.server = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	go func() {
+		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.Log.Error("http serve", "err", err)
+		}
+	}()
+	return nil
+}
+
+// URL returns the base URL the server listens on (useful with ":0").
+func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+
+// Close stops the server, letting requests in flight finish for up to 5 s;
+// long-lived streams are cut.
+func (s *Server) Close() error {
+	if s.server == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.server.Shutdown(ctx); err != nil {
+		return s.server.Close()
+	}
+	return nil
+}
+
+// Handler returns the complete HTTP handler (routes plus middleware).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.registerAPIRoutes(mux)
+	return s.authenticate(s.logRequests(mux))
+}
+
+// authenticate resolves "Authorization: Bearer <token>" to an identity in
+// the request context. A bad token is rejected at once with a JSON error
+// (what GraphQL clients expect); no header means anonymous.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		if h == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		scheme, token, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") && !strings.EqualFold(scheme, "token") {
+			writeJSONError(w, http.StatusBadRequest, "Authentication error: invalid Authorization header. Expected 'Authorization: Bearer [token]'")
+			return
+		}
+		auth, err := s.Service.Authenticate(r.Context(), strings.TrimSpace(token))
+		if err != nil {
+			if app.ErrorCode(err) == app.EINTERNAL {
+				s.Log.Error("authenticate", "err", err)
+			}
+			writeJSONError(w, http.StatusUnauthorized, app.ErrorMessage(err))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(app.NewContextWithAuth(r.Context(), auth)))
+	})
+}
+
+// statusRecorder captures the response status for the request log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Flush lets streaming handlers flush through the recorder.
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap exposes the underlying writer to http.ResponseController.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		s.Log.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+	})
+}
+
+// httpStatus maps application error codes to HTTP statuses, in one place.
+func httpStatus(err error) int {
+	switch app.ErrorCode(err) {
+	case app.EINVALID:
+		return http.StatusBadRequest
+	case app.ENOTFOUND:
+		return http.StatusNotFound
+	case app.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case app.EFORBIDDEN:
+		return http.StatusForbidden
+	case app.ECONFLICT:
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
