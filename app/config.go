@@ -43,7 +43,7 @@ type BuildsConfig struct {
 	SiteName  string // name shown in the UI
 	LogLevel  string // debug|info|warn|error
 	LogFormat string // text|json
-	SecretKey string // path of the 32-byte secrets encryption key; never "" after parsing
+	SecretKey string // path of the 32-byte secrets key; "" = <data-dir>/secret.key, created on first start
 }
 
 // RunnerConfig is the [runner] section: the QEMU job runner.
@@ -67,7 +67,7 @@ type ImagesConfig struct {
 	Dir          string            // built images; never "" after parsing
 	DebianMirror string            // "" = read from the host's apt sources
 	ExtraCA      []string          // CA certificate files baked into images
-	Aliases      map[string]string // image name -> image it stands for
+	Aliases      map[string]string // image name -> image it stands for; a name mapped to itself is not an alias
 }
 
 // LimitsConfig is the [limits] section. Sizes are in bytes.
@@ -101,6 +101,8 @@ type WebhooksConfig struct {
 
 // defaultAliases returns the image aliases built in. They are data:
 // operators repoint or remove them with alias.<name> keys in [images].
+// debian/testing maps to itself: it is an image of its own, built from the
+// testing suite, and listed so that operators see it can be repointed.
 func defaultAliases() map[string]string {
 	return map[string]string{
 		"debian/stable":    "debian/bookworm",
@@ -133,11 +135,10 @@ func baseConfig() *Config {
 	}
 }
 
-// fillDerived sets the paths that default to a place under data-dir.
+// fillDerived sets the directories that default to a place under
+// data-dir. secret-key stays "": an unset key is created on first start,
+// while a configured one must already exist.
 func (c *Config) fillDerived() {
-	if c.Builds.SecretKey == "" {
-		c.Builds.SecretKey = filepath.Join(c.Builds.DataDir, "secret.key")
-	}
 	if c.Runner.WorkDir == "" {
 		c.Runner.WorkDir = filepath.Join(c.Builds.DataDir, "work")
 	}
@@ -267,8 +268,6 @@ func (c *Config) validateBuilds() error {
 		return bad("builds", "log-level", "invalid value %q (want debug, info, warn or error)", b.LogLevel)
 	case !slices.Contains([]string{"text", "json"}, b.LogFormat):
 		return bad("builds", "log-format", "invalid value %q (want text or json)", b.LogFormat)
-	case b.SecretKey == "":
-		return bad("builds", "secret-key", "must not be empty")
 	}
 	return nil
 }

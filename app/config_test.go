@@ -43,7 +43,7 @@ func TestDefaultConfig(t *testing.T) {
 		name, got, want string
 	}{
 		{"origin", c.Builds.Origin, "http://127.0.0.1:8080"},
-		{"secret-key", c.Builds.SecretKey, filepath.Join("builds-data", "secret.key")},
+		{"secret-key", c.Builds.SecretKey, ""},
 		{"work-dir", c.Runner.WorkDir, filepath.Join("builds-data", "work")},
 		{"images dir", c.Images.Dir, filepath.Join("builds-data", "images")},
 		{"stable alias", c.Images.Aliases["debian/stable"], "debian/bookworm"},
@@ -125,7 +125,7 @@ func TestParseConfigValues(t *testing.T) {
 	}{
 		{"Empty", "", func(c *Config) bool { return reflect.DeepEqual(c.Images, DefaultConfig().Images) }},
 		{"DataDirMovesDerivedPaths", "[builds]\ndata-dir = /srv/b\n", func(c *Config) bool {
-			return c.Images.Dir == "/srv/b/images" && c.Runner.WorkDir == "/srv/b/work" && c.Builds.SecretKey == "/srv/b/secret.key"
+			return c.Images.Dir == "/srv/b/images" && c.Runner.WorkDir == "/srv/b/work" && c.Builds.SecretKey == ""
 		}},
 		{"ExplicitPathsWin", "[builds]\ndata-dir = /srv/b\n[images]\ndir = /img\n", func(c *Config) bool {
 			return c.Images.Dir == "/img" && c.Runner.WorkDir == "/srv/b/work"
@@ -430,7 +430,7 @@ func TestConfigDumpHidesSecrets(t *testing.T) {
 func TestConfigAbs(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
-	c, err := ParseConfig([]byte("[builds]\ndata-dir = d\n[images]\nextra-ca = ca.pem\n[mail]\npgp-key = /k.asc\n"), "")
+	c, err := ParseConfig([]byte("[builds]\ndata-dir = d\nsecret-key = k\n[images]\nextra-ca = ca.pem\n[mail]\npgp-key = /k.asc\n"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +441,8 @@ func TestConfigAbs(t *testing.T) {
 		{"data-dir", c.Builds.DataDir, filepath.Join(dir, "d")},
 		{"images.dir", c.Images.Dir, filepath.Join(dir, "d", "images")},
 		{"work-dir", c.Runner.WorkDir, filepath.Join(dir, "d", "work")},
-		{"secret-key", c.Builds.SecretKey, filepath.Join(dir, "d", "secret.key")},
+		{"secret-key", c.Builds.SecretKey, filepath.Join(dir, "k")},
+		{"runner.name", c.Runner.Name, ""},
 		{"extra-ca", c.Images.ExtraCA[0], filepath.Join(dir, "ca.pem")},
 		{"pgp-key", c.Mail.PGPKey, "/k.asc"},
 	}
