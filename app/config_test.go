@@ -24,8 +24,8 @@ func assertSameConfig(t *testing.T, got, want *Config) {
 	}
 }
 
-// writeFile writes text into dir/name and returns the path.
-func writeFile(t *testing.T, dir, name, text string) string {
+// writeConfigFile writes text into dir/name and returns the path.
+func writeConfigFile(t *testing.T, dir, name, text string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
@@ -310,13 +310,13 @@ func TestLineOf(t *testing.T) {
 
 func TestFindConfig(t *testing.T) {
 	dir := t.TempDir()
-	flagFile := writeFile(t, dir, "flag.ini", "[runner]\nslots = 1\n")
-	envFile := writeFile(t, dir, "env.ini", "[runner]\nslots = 3\n")
+	flagFile := writeConfigFile(t, dir, "flag.ini", "[runner]\nslots = 1\n")
+	envFile := writeConfigFile(t, dir, "env.ini", "[runner]\nslots = 3\n")
 	cwd := filepath.Join(dir, "cwd")
 	if err := os.Mkdir(cwd, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, cwd, "builds.ini", "[runner]\nslots = 5\n")
+	writeConfigFile(t, cwd, "builds.ini", "[runner]\nslots = 5\n")
 	empty := filepath.Join(dir, "empty")
 	if err := os.Mkdir(empty, 0o755); err != nil {
 		t.Fatal(err)
@@ -358,7 +358,7 @@ func TestFindConfig(t *testing.T) {
 		}
 	})
 	t.Run("ErrNamesFile", func(t *testing.T) {
-		p := writeFile(t, dir, "bad.ini", "[runner]\nslots = x\n")
+		p := writeConfigFile(t, dir, "bad.ini", "[runner]\nslots = x\n")
 		_, err := LoadConfig(p)
 		if want := p + `:2: runner.slots: invalid integer "x"`; err == nil || err.Error() != want {
 			t.Errorf("got %v, want %s", err, want)
