@@ -1,0 +1,304 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"builds/app"
+)
+
+const jobColumns = `id, created, updated, owner_id, group_id, manifest, note, tags, visibility, image,
+	runner, status, secrets, started, finished, deadline, reason`
+
+func scanJob(r rowScanner) (*app.Job, error) {
+	var j app.Job
+	err := r.Scan(&j.ID, timeCol{&j.Created}, timeCol{&j.Updated}, &j.OwnerID, nullCol[int64]{&j.GroupID},
+		&j.Manifest, nullCol[string]{&j.Note}, &j.Tags, &j.Visibility, &j.Image,
+		nullCol[string]{&j.Runner}, &j.Status, &j.Secrets, nullTimeCol{&j.Started}, nullTimeCol{&j.Finished},
+		nullTimeCol{&j.Deadline}, &j.Reason)
+	if err != nil {
+		return nil, err
+	}
+	return &j, nil
+}
+
+// CreateJob inserts job and one pending task per name, in manifest order,
+// setting the IDs and times on job and returning the tasks.
+func (db *DB) CreateJob(ctx context.Context, job *app.Job, taskNames []string) ([]*app.Task, error) {
+	t, err := db.begin(ctx, true)
+	if err != nil {
+		return nil, fmt.Errorf("create job: %w", err)
+	}
+	defer t.Rollback()
+	if err := createJob(ctx, t, job); err != nil {
+		return nil, fmt.Errorf("create job: %w", err)
+	}
+	tasks, err := createTasks(ctx, t, job.ID, taskNames)
+	if err != nil {
+		return nil, fmt.Errorf("create job: %w", err)
+	}
+	if err := t.commit("create job"); err != nil {
+		return nil, err
+	}
+	return tasks, nil
+}
+
+func createJob(ctx context.Context, t *tx, j *app.Job) error {
+	id, err := insert(ctx, t, `INSERT INTO jobs (created, updated, owner_id, group_id, manifest, note, tags,
+			visibility, image, runner, status, secrets, started, finished, deadline, reason)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		unix(t.now), unix(t.now), j.OwnerID, nullable(j.GroupID), j.Manifest, nullable(j.Note), j.Tags,
+		j.Visibility, j.Image, nullable(j.Runner), j.Status, j.Secrets, unixPtr(j.Started), unixPtr(j.Finished),
+		unixPtr(j.Deadline), j.Reason)
+	if err != nil {
+		return formatError(err, "job")
+	}
+	j.ID, j.Created, j.Updated = id, t.now, t.now
+	return nil
+}
+
+// FindJobByID returns the job with the given id.
+func (db *DB) FindJobByID(ctx context.Context, id int64) (*app.Job, error) {
+	t, err := db.begin(ctx, false)
+	if err != nil {
+		return nil, fmt.Errorf("find job: %w", err)
+	}
+	defer t.Rollback()
+	j, err := findJobByID(ctx, t, id)
+	if err != nil {
+		return nil, fmt.Errorf("find job %d: %w", id, err)
+	}
+	return j, t.commit("find job")
+}
+
+func findJobByID(ctx context.Context, t *tx, id int64) (*app.Job, error) {
+	j, err := scanJob(t.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
+	return j, formatError(err, "job")
+}
+
+// FindJobs returns the jobs matching f, newest first.
+func (db *DB) FindJobs(ctx context.Context, f app.JobFilter) ([]*app.Job, error) {
+	t, err := db.begin(ctx, false)
+	if err != nil {
+		return nil, fmt.Errorf("find jobs: %w", err)
+	}
+	defer t.Rollback()
+	jobs, err := findJobs(ctx, t, f)
+	if err != nil {
+		return nil, fmt.Errorf("find jobs: %w", err)
+	}
+	return jobs, t.commit("find jobs")
+}
+
+func findJobs(ctx context.Context, t *tx, f app.JobFilter) ([]*app.Job, error) {
+	where, args, err := jobWhere(f)
+	if err != nil {
+		return nil, err
+	}
+	query := `SELECT ` + jobColumns + ` FROM jobs WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id DESC`
+	if f.Limit > 0 {
+		query += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	jobs, err := queryList(ctx, t, scanJob, query, args...)
+	return jobs, formatError(err, "job")
+}
+
+// jobWhere turns f into WHERE clauses joined by AND, with their arguments.
+// Values only ever travel as arguments.
+func jobWhere(f app.JobFilter) (where []string, args []any, err error) {
+	where = []string{"1 = 1"}
+	if v := f.ID; v != nil {
+		where, args = append(where, "id = ?"), append(args, *v)
+	}
+	if v := f.OwnerID; v != nil {
+		where, args = append(where, "owner_id = ?"), append(args, *v)
+	}
+	if v := f.GroupID; v != nil {
+		where, args = append(where, "group_id = ?"), append(args, *v)
+	}
+	if v := f.Visibility; len(v) > 0 {
+		where, args = append(where, "visibility IN ("+placeholders(len(v))+")"), append(args, anySlice(v)...)
+	}
+	if v := f.Status; len(v) > 0 {
+		where, args = append(where, "status IN ("+placeholders(len(v))+")"), append(args, anySlice(v)...)
+	}
+	if v := f.TagPrefix; v != nil {
+		where = append(where, `(tags = ? OR tags LIKE ? ESCAPE '\')`)
+		args = append(args, *v, escapeLike(*v)+"/%")
+	}
+	if v := f.BeforeID; v != nil {
+		where, args = append(where, "id <= ?"), append(args, *v)
+	}
+	for _, term := range f.Search {
+		clause, arg, err := searchClause(term)
+		if err != nil {
+			return nil, nil, err
+		}
+		where, args = append(where, clause), append(args, arg)
+	}
+	return where, args, nil
+}
+
+// searchClause returns the WHERE clause and argument for one search term.
+// LIKE matches are substring matches, case-insensitive for ASCII.
+func searchClause(term app.SearchTerm) (string, any, error) {
+	var clause string
+	arg := any("%" + escapeLike(term.Value) + "%")
+	switch term.Key {
+	case "":
+		// A job without a note matches "!word" but never "word".
+		clause = `ifnull(note, '') LIKE ? ESCAPE '\'`
+	case "image":
+		clause = `image LIKE ? ESCAPE '\'`
+	case "tags":
+		clause = `tags LIKE ? ESCAPE '\'`
+	case "status":
+		// Statuses are stored lower-case; GraphQL spells them upper-case.
+		clause, arg = `status = ?`, strings.ToLower(term.Value)
+	default:
+		return "", nil, app.Errorf(app.EINVALID, "unknown search key %q: use status, image or tags", term.Key)
+	}
+	if term.Negate {
+		clause = "NOT (" + clause + ")"
+	}
+	return clause, arg, nil
+}
+
+// FindJobsByStatus returns every job in one of statuses, oldest first.
+func (db *DB) FindJobsByStatus(ctx context.Context, statuses []app.JobStatus) ([]*app.Job, error) {
+	if len(statuses) == 0 {
+		return []*app.Job{}, nil
+	}
+	t, err := db.begin(ctx, false)
+	if err != nil {
+		return nil, fmt.Errorf("find jobs by status: %w", err)
+	}
+	defer t.Rollback()
+	jobs, err := queryList(ctx, t, scanJob, `SELECT `+jobColumns+` FROM jobs
+		WHERE status IN (`+placeholders(len(statuses))+`) ORDER BY id`, anySlice(statuses)...)
+	if err != nil {
+		return nil, fmt.Errorf("find jobs by status: %w", formatError(err, "job"))
+	}
+	return jobs, t.commit("find jobs by status")
+}
+
+// UpdateJob applies the non-nil fields of upd and returns the job.
+func (db *DB) UpdateJob(ctx context.Context, id int64, upd app.JobUpdate) (*app.Job, error) {
+	t, err := db.begin(ctx, true)
+	if err != nil {
+		return nil, fmt.Errorf("update job: %w", err)
+	}
+	defer t.Rollback()
+	j, err := updateJob(ctx, t, id, nil, upd)
+	if err != nil {
+		return nil, fmt.Errorf("update job %d: %w", id, err)
+	}
+	return j, t.commit("update job")
+}
+
+// TransitionJob applies upd only if the job's status is one of from. A job
+// in any other status is ECONFLICT; a missing job ENOTFOUND.
+func (db *DB) TransitionJob(ctx context.Context, id int64, from []app.JobStatus, upd app.JobUpdate) (*app.Job, error) {
+	t, err := db.begin(ctx, true)
+	if err != nil {
+		return nil, fmt.Errorf("transition job: %w", err)
+	}
+	defer t.Rollback()
+	j, err := updateJob(ctx, t, id, from, upd)
+	if app.ErrorCode(err) == app.ENOTFOUND {
+		// Tell a missing job from one in another status.
+		cur, ferr := findJobByID(ctx, t, id)
+		if ferr != nil {
+			return nil, fmt.Errorf("transition job %d: %w", id, ferr)
+		}
+		err = app.Errorf(app.ECONFLICT, "job %d is %s, not %s", id, cur.Status, joinStatuses(from))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("transition job %d: %w", id, err)
+	}
+	return j, t.commit("transition job")
+}
+
+// updateJob applies upd to job id, if from is non-nil only when its status
+// is one of from; ENOTFOUND when no row matched.
+func updateJob(ctx context.Context, t *tx, id int64, from []app.JobStatus, upd app.JobUpdate) (*app.Job, error) {
+	set, args := []string{"updated = ?"}, []any{unix(t.now)}
+	add := func(col string, v any) {
+		set = append(set, col+" = ?")
+		args = append(args, v)
+	}
+	if v := upd.Status; v != nil {
+		add("status", *v)
+	}
+	if v := upd.Visibility; v != nil {
+		add("visibility", *v)
+	}
+	if v := upd.Runner; v != nil {
+		add("runner", *v)
+	}
+	if v := upd.Started; v != nil {
+		add("started", unix(*v))
+	}
+	if v := upd.Finished; v != nil {
+		add("finished", unix(*v))
+	}
+	if v := upd.Deadline; v != nil {
+		add("deadline", unix(*v))
+	}
+	if v := upd.Reason; v != nil {
+		add("reason", *v)
+	}
+	query := `UPDATE jobs SET ` + strings.Join(set, ", ") + ` WHERE id = ?`
+	args = append(args, id)
+	if from != nil {
+		if len(from) == 0 {
+			query += ` AND 0`
+		} else {
+			query += ` AND status IN (` + placeholders(len(from)) + `)`
+			args = append(args, anySlice(from)...)
+		}
+	}
+	j, err := scanJob(t.QueryRowContext(ctx, query+` RETURNING `+jobColumns, args...))
+	return j, formatError(err, "job")
+}
+
+// joinStatuses renders statuses as "queued or running".
+func joinStatuses(ss []app.JobStatus) string {
+	if len(ss) == 0 {
+		return "in any allowed status"
+	}
+	parts := make([]string, len(ss))
+	for i, s := range ss {
+		parts[i] = string(s)
+	}
+	return strings.Join(parts, " or ")
+}
+
+// ClaimJob moves the oldest queued job to running, setting runner, started
+// (now) and deadline (now + timeout; none when timeout <= 0). The write
+// lock taken by the immediate transaction makes the claim atomic across
+// runners. ENOTFOUND when nothing is queued.
+func (db *DB) ClaimJob(ctx context.Context, runner string, timeout time.Duration) (*app.Job, error) {
+	t, err := db.begin(ctx, true)
+	if err != nil {
+		return nil, fmt.Errorf("claim job: %w", err)
+	}
+	defer t.Rollback()
+	var deadline any
+	if timeout > 0 {
+		deadline = unix(t.now.Add(timeout))
+	}
+	j, err := scanJob(t.QueryRowContext(ctx, `UPDATE jobs
+		SET status = 'running', runner = ?, started = ?, deadline = ?, updated = ?
+		WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1)
+		RETURNING `+jobColumns,
+		runner, unix(t.now), deadline, unix(t.now)))
+	if err != nil {
+		// No row means an empty queue: "no such queued job".
+		return nil, fmt.Errorf("claim job: %w", formatError(err, "queued job"))
+	}
+	return j, t.commit("claim job")
+}
