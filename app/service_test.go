@@ -336,6 +336,7 @@ func TestSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	parent := t
 	t.Run("encrypted at rest", func(t *testing.T) {
 		e.db.Close() // flush WAL so the main file has everything
 		raw, _ := os.ReadFile(filepath.Join(e.svc.Config.Builds.DataDir, "builds.db"))
@@ -348,7 +349,7 @@ func TestSecrets(t *testing.T) {
 		}
 		e.db = db
 		e.svc.Store = db
-		t.Cleanup(func() { db.Close() })
+		parent.Cleanup(func() { db.Close() })
 	})
 	t.Run("list hides material", func(t *testing.T) {
 		list, err := e.svc.Secrets(e.aliceCtx, nil)
