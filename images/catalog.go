@@ -1,0 +1,261 @@
+// Package images is the guest image catalogue and builder.
+//
+// An image lives in <Dir>/<distro>/<release>/<arch>/ (builds.sr.ht's layout,
+// behaviour.md §3.1) and holds image.json (Metadata), the base disk, a kernel
+// and initrd for direct boot, the guest's SSH host key and a client key. The
+// <arch> entry is usually a symlink to a sibling ".<arch>.<id>" directory so
+// that a rebuild or import replaces an image with one atomic rename; a plain
+// directory (an image brought by the operator) works too.
+//
+// Aliases (debian/stable -> debian/trixie) are data from the configuration,
+// not symlinks on disk.
+package images
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// DefaultArch is the architecture used when a job names none (upstream's
+// default_arch for Debian).
+const DefaultArch = "amd64"
+
+// MetadataFile is the name of an image's metadata file.
+const MetadataFile = "image.json"
+
+// DefaultAliases returns the Debian aliases builds.sr.ht offers, pointing at
+// the releases the Debian archive assigns those suite names to (2026). Sites
+// override or extend them with [images] aliases.
+func DefaultAliases() map[string]string {
+	return map[string]string{
+		"debian/stable":       "debian/trixie",
+		"debian/oldstable":    "debian/bookworm",
+		"debian/oldoldstable": "debian/bullseye",
+		"debian/testing":      "debian/forky",
+		"debian/unstable":     "debian/sid",
+	}
+}
+
+// Catalog is the set of images below Dir plus the configured aliases.
+type Catalog struct {
+	Dir     string
+	Aliases map[string]string // alias -> target, both "distro/release"
+}
+
+// NewCatalog returns a catalogue over dir whose aliases are DefaultAliases
+// overlaid with aliases; an alias mapped to "" removes a default.
+func NewCatalog(dir string, aliases map[string]string) *Catalog {
+	m := DefaultAliases()
+	for k, v := range aliases {
+		if v == "" {
+			delete(m, k)
+			continue
+		}
+		m[k] = v
+	}
+	return &Catalog{Dir: dir, Aliases: m}
+}
+
+// NotFoundError reports a missing image or a missing architecture of an
+// image. Its text matches builds.sr.ht's; it unwraps to fs.ErrNotExist.
+type NotFoundError struct {
+	Name string // as the user wrote it
+	Arch string // set when the image exists but not for this arch
+}
+
+func (e *NotFoundError) Error() string {
+	if e.Arch != "" {
+		return fmt.Sprintf("Image '%s' is not available for arch '%s'", e.Name, e.Arch)
+	}
+	return fmt.Sprintf("Image '%s' does not exist", e.Name)
+}
+
+// Unwrap lets errors.Is(err, fs.ErrNotExist) match.
+func (e *NotFoundError) Unwrap() error { return fs.ErrNotExist }
+
+var (
+	partRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]{0,63}$`)
+	archRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_]{0,31}$`)
+)
+
+// SplitName checks that name is "distro/release" made of safe characters and
+// returns the two parts. It never accepts a name that could leave the
+// catalogue directory ("..", absolute paths, extra slashes).
+func SplitName(name string) (distro, release string, err error) {
+	d, r, ok := strings.Cut(name, "/")
+	if !ok || strings.Contains(r, "/") {
+		return "", "", fmt.Errorf("invalid image name %q: want distro/release, e.g. debian/bookworm", name)
+	}
+	for _, p := range []string{d, r} {
+		if !partRe.MatchString(p) || strings.Contains(p, "..") {
+			return "", "", fmt.Errorf("invalid image name %q: use lower-case letters, digits and . _ + -", name)
+		}
+	}
+	return d, r, nil
+}
+
+// CheckArch validates an architecture name.
+func CheckArch(arch string) error {
+	if !archRe.MatchString(arch) {
+		return fmt.Errorf("invalid arch %q", arch)
+	}
+	return nil
+}
+
+// Resolve follows aliases and returns the canonical "distro/release".
+func (c *Catalog) Resolve(name string) (string, error) {
+	seen := map[string]bool{}
+	cur := name
+	for {
+		if _, _, err := SplitName(cur); err != nil {
+			if cur != name {
+				return "", fmt.Errorf("alias %q -> %q: %w", name, cur, err)
+			}
+			return "", err
+		}
+		next, ok := c.Aliases[cur]
+		if !ok {
+			return cur, nil
+		}
+		if seen[cur] {
+			return "", fmt.Errorf("alias %q: loop through %q", name, cur)
+		}
+		seen[cur] = true
+		cur = next
+	}
+}
+
+// AliasesFor lists the aliases that resolve to the canonical name.
+func (c *Catalog) AliasesFor(canonical string) []string {
+	var out []string
+	for a := range c.Aliases {
+		if t, err := c.Resolve(a); err == nil && t == canonical && a != canonical {
+			out = append(out, a)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// releaseDir returns <Dir>/<distro>/<release> for a canonical name.
+func (c *Catalog) releaseDir(canonical string) (string, error) {
+	d, r, err := SplitName(canonical)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(c.Dir, d, r), nil
+}
+
+// Lookup finds an image by name (aliases allowed) and arch ("" = the default
+// arch, or the only one present).
+func (c *Catalog) Lookup(name, arch string) (*Image, error) {
+	canonical, err := c.Resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	rel, err := c.releaseDir(canonical)
+	if err != nil {
+		return nil, err
+	}
+	arches, err := c.arches(rel)
+	if err != nil {
+		return nil, err
+	}
+	if len(arches) == 0 {
+		return nil, &NotFoundError{Name: name}
+	}
+	if arch == "" {
+		arch = DefaultArch
+		if len(arches) == 1 {
+			arch = arches[0]
+		}
+	} else if err := CheckArch(arch); err != nil {
+		return nil, err
+	}
+	for _, a := range arches {
+		if a == arch {
+			return c.open(canonical, arch, filepath.Join(rel, arch))
+		}
+	}
+	return nil, &NotFoundError{Name: name, Arch: arch}
+}
+
+// arches lists the architectures below a release directory that hold an
+// image.json. A missing directory is an empty list.
+func (c *Catalog) arches(rel string) ([]string, error) {
+	ents, err := os.ReadDir(rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read image directory: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, ".") || CheckArch(n) != nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(rel, n, MetadataFile)); err == nil {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// open reads one image directory.
+func (c *Catalog) open(canonical, arch, dir string) (*Image, error) {
+	meta, err := ReadMetadata(filepath.Join(dir, MetadataFile))
+	if err != nil {
+		return nil, fmt.Errorf("image %s (%s): %w", canonical, arch, err)
+	}
+	return &Image{Name: canonical, Arch: arch, Dir: dir, Meta: *meta}, nil
+}
+
+// List returns every image in the catalogue, sorted by name and arch.
+// Directories that are not valid images are skipped.
+func (c *Catalog) List() ([]*Image, error) {
+	distros, err := os.ReadDir(c.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	var out []*Image
+	for _, d := range distros {
+		if !d.IsDir() || !partRe.MatchString(d.Name()) {
+			continue
+		}
+		rels, err := os.ReadDir(filepath.Join(c.Dir, d.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("list images: %w", err)
+		}
+		for _, r := range rels {
+			name := d.Name() + "/" + r.Name()
+			if _, _, err := SplitName(name); err != nil || !r.IsDir() {
+				continue
+			}
+			rel := filepath.Join(c.Dir, d.Name(), r.Name())
+			arches, err := c.arches(rel)
+			if err != nil {
+				return nil, err
+			}
+			for _, a := range arches {
+				img, err := c.open(name, a, filepath.Join(rel, a))
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, img)
+			}
+		}
+	}
+	return out, nil
+}
