@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// syncBuffer is a bytes.Buffer safe for a server goroutine and a test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testConfig writes a builds.ini for a temp data dir and returns its path.
+func testConfig(t *testing.T, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "builds.ini")
+	text := fmt.Sprintf("[builds]\ndata-dir = %s\n[runner]\nslots = 0\nssh-listen =\n%s", filepath.Join(dir, "data"), extra)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// run runs one command line against cfg and returns stdout, stderr, error.
+func run(t *testing.T, cfg, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb syncBuffer
+	if cfg != "" {
+		args = append(args, "-config", cfg)
+	}
+	err := Run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestUserCommands(t *testing.T) {
+	cfg := testConfig(t, "")
+	for _, tc := range []struct {
+		name    string
+		stdin   string
+		args    []string
+		wantErr string
+		wantOut string
+	}{
+		{"add", "", []string{"user", "add", "alice", "--email", "alice@example.org"}, "", "created user alice"},
+		{"add flags first", "", []string{"user", "add", "--admin", "--email=bob@example.org", "bob"}, "", "created user bob"},
+		{"add with password", "s3cret-password\n", []string{"user", "add", "carol", "--email", "c@example.org", "--password-stdin"}, "", "created user carol"},
+		{"ErrDuplicate", "", []string{"user", "add", "alice", "--email", "alice@example.org"}, `user "alice" already exists`, ""},
+		{"ErrBadEmail", "", []string{"user", "add", "dave", "--email", "dave at example"}, "invalid email address", ""},
+		{"ErrBadName", "", []string{"user", "add", "Dave!", "--email", "d@example.org"}, "invalid username", ""},
+		{"ErrNoEmail", "", []string{"user", "add", "dave"}, "--email is required", ""},
+		{"ErrShortPassword", "short\n", []string{"user", "add", "erin", "--email", "e@example.org", "--password-stdin"}, "at least 8 characters", ""},
+		{"list", "", []string{"user", "list"}, "", "alice"},
+		{"passwd", "another-password\n", []string{"user", "passwd", "alice"}, "", "password changed for alice"},
+		{"ErrPasswdUnknown", "another-password\n", []string{"user", "passwd", "nobody"}, "no such user", ""},
+		{"ErrPasswdEmpty", "", []string{"user", "passwd", "alice"}, "no password on standard input", ""},
+		{"ErrKeyBad", "", []string{"user", "key", "add", "alice", "ssh-ed25519", "AAAAnotakey"}, "invalid SSH public key", ""},
+		{"ErrUnknownSub", "", []string{"user", "frobnicate"}, "unknown subcommand", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := run(t, cfg, tc.stdin, tc.args...)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(errorText(err), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(out, tc.wantOut) {
+				t.Fatalf("out %q err %v, want %q", out, err, tc.wantOut)
+			}
+		})
+	}
+	t.Run("key add", func(t *testing.T) {
+		pub, _, _ := ed25519.GenerateKey(rand.Reader)
+		sp, _ := ssh.NewPublicKey(pub)
+		line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " alice@laptop"
+		out, _, err := run(t, cfg, "", append([]string{"user", "key", "add", "alice"}, strings.Fields(line)...)...)
+		if err != nil || !strings.Contains(out, "added SSH key SHA256:") {
+			t.Fatalf("%q %v", out, err)
+		}
+		_, _, err = run(t, cfg, "", append([]string{"user", "key", "add", "bob"}, strings.Fields(line)...)...)
+		if err == nil || !strings.Contains(errorText(err), "already registered") {
+			t.Fatalf("duplicate key: %v", err)
+		}
+	})
+}
+
+func TestTokenCommands(t *testing.T) {
+	cfg := testConfig(t, "")
+	if _, _, err := run(t, cfg, "", "user", "add", "alice", "--email", "a@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := run(t, cfg, "", "token", "create", "alice", "--grants", "JOBS:RW LOGS:RO", "--expires", "90d", "--comment", "ci box")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(out)
+	if len(token) < 40 || !strings.Contains(errOut, "shown only this once") || !strings.Contains(errOut, "JOBS:RW LOGS:RO") {
+		t.Fatalf("token %q stderr %q", token, errOut)
+	}
+	out, _, err = run(t, cfg, "", "token", "list", "alice")
+	if err != nil || !strings.Contains(out, "JOBS:RW LOGS:RO") || !strings.Contains(out, "ci box") || strings.Contains(out, token) {
+		t.Fatalf("list: %q %v", out, err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"ErrBadGrant", []string{"token", "create", "alice", "--grants", "JOBS:XX"}, "access must be RO or RW"},
+		{"ErrBadScope", []string{"token", "create", "alice", "--grants", "REPOS:RO"}, "unknown scope"},
+		{"ErrBadExpiry", []string{"token", "create", "alice", "--expires", "soon"}, "invalid expiry"},
+		{"ErrUnknownUser", []string{"token", "create", "nobody"}, "no such user"},
+		{"ErrRevokeBadID", []string{"token", "revoke", "abc"}, "not a token id"},
+		{"ErrRevokeUnknown", []string{"token", "revoke", "999"}, "no such token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := run(t, cfg, "", tc.args...)
+			if err == nil || !strings.Contains(errorText(err), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	if out, _, err := run(t, cfg, "", "token", "revoke", "1"); err != nil || !strings.Contains(out, "revoked token 1") {
+		t.Fatalf("revoke: %q %v", out, err)
+	}
+}
+
+func TestManifestCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yml")
+	bad := filepath.Join(dir, "bad.yml")
+	os.WriteFile(good, []byte("image: debian/stable\ntasks:\n  - build: make\n  - test: make check\n"), 0o644)
+	os.WriteFile(bad, []byte("image: debian/stable\npackages: curl\ntasks:\n  - Build: make\n  - test: a\n  - test: b\n"), 0o644)
+	out, _, err := run(t, "", "", "manifest", "check", good)
+	if err != nil || !strings.Contains(out, good+": ok (") || !strings.Contains(out, "build, test") {
+		t.Fatalf("%q %v", out, err)
+	}
+	out, _, err = run(t, "", "", "manifest", "check", good, bad, filepath.Join(dir, "missing.yml"))
+	if err == nil || !strings.Contains(err.Error(), "2 of 3 manifests have errors") {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{bad + ":2: packages", bad + ":4:", "Task name 'Build' is invalid", bad + ":6:", "Duplicate task 'test'", "missing.yml: open"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestConfigCommands(t *testing.T) {
+	cfg := testConfig(t, "cpus = 2\n")
+	out, _, err := run(t, cfg, "", "config", "dump")
+	if err != nil || !strings.Contains(out, "cpus = 2") || !strings.Contains(out, "[limits]") {
+		t.Fatalf("%q %v", out, err)
+	}
+	badKey := testConfig(t, "colour = blue\n")
+	_, _, err = run(t, badKey, "", "config", "dump")
+	if err == nil || !strings.Contains(err.Error(), "runner.colour") || !strings.Contains(err.Error(), ":6:") {
+		t.Fatalf("unknown key: %v", err)
+	}
+	badVal := testConfig(t, "slots = two\n")
+	_, _, err = run(t, badVal, "", "user", "list")
+	if err == nil || !strings.Contains(err.Error(), "runner.slots") {
+		t.Fatalf("bad value: %v", err)
+	}
+	t.Run("BUILDS_CONFIG", func(t *testing.T) {
+		t.Setenv("BUILDS_CONFIG", cfg)
+		out, _, err := run(t, "", "", "config", "dump")
+		if err != nil || !strings.Contains(out, "cpus = 2") {
+			t.Fatalf("%q %v", out, err)
+		}
+	})
+	if out, _, err := run(t, "", "", "version"); err != nil || !strings.HasPrefix(out, "builds ") {
+		t.Fatalf("version: %q %v", out, err)
+	}
+	if _, _, err := run(t, "", "", "frobnicate"); err == nil || !strings.Contains(err.Error(), "unknown command") {
+		t.Fatalf("unknown command: %v", err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestServe starts the real service, checks the first-start credentials
+// work, and shuts it down with a cancelled context (as SIGTERM does).
+func TestServe(t *testing.T) {
+	port := freePort(t)
+	cfg := testConfig(t, fmt.Sprintf("[builds]\nlisten = 127.0.0.1:%d\norigin = http://127.0.0.1:%d\n", port, port))
+	// testConfig put [builds] first; a repeated section merges.
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, []string{"serve", "-config", cfg}, strings.NewReader(""), &out, &errb) }()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/query/api-meta.json")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("server did not come up: %v\nstderr: %s", err, errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	text := out.String()
+	i := strings.Index(text, "API token: ")
+	if i < 0 || !strings.Contains(text, "password:") {
+		cancel()
+		t.Fatalf("no first-start credentials printed: %q", text)
+	}
+	token := strings.Fields(text[i+len("API token: "):])[0]
+	req, _ := http.NewRequest("POST", base+"/query", strings.NewReader(`{"query":"{ me { canonicalName } }"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && !strings.Contains(string(body), "~admin") {
+			t.Errorf("me query: %s", body)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not shut down")
+	}
+	// A second start prints no new credentials.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	var out2 syncBuffer
+	go func() { done <- Run(ctx2, []string{"serve", "-config", cfg}, strings.NewReader(""), &out2, io.Discard) }()
+	time.Sleep(500 * time.Millisecond)
+	cancel2()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out2.String(), "API token") {
+		t.Fatal("credentials printed on second start")
+	}
+}
