@@ -1,0 +1,278 @@
+// Package notify tells people and programs what happened to builds: it
+// runs manifest and group triggers (email and webhook) when jobs finish
+// and delivers user webhooks (JOB_CREATED, JOB_UPDATED) from a durable
+// queue in the database.
+//
+// The Dispatcher is the app.EventSink. Events are handed over in memory
+// and handled by one goroutine, in order; everything that talks to the
+// network runs in goroutines of its own with timeouts, so a slow SMTP
+// server or a dead webhook endpoint never holds up a build, another job's
+// triggers or other deliveries.
+package notify
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"sync"
+	"time"
+
+	"builds/app"
+)
+
+// WebhookRenderer evaluates a user webhook subscription's GraphQL query
+// for one event and returns the JSON response to deliver. ctx carries the
+// subscriber's identity as an app.AuthWebhook (read-only, the creating
+// token's grants), so the query sees exactly what its owner may see.
+// GraphQL errors belong in the returned JSON; an error return means the
+// query could not be run at all.
+type WebhookRenderer interface {
+	ExecuteWebhookQuery(ctx context.Context, query string, payload *app.JobEvent) ([]byte, error)
+}
+
+// RendererFunc adapts a function to WebhookRenderer.
+type RendererFunc func(ctx context.Context, query string, payload *app.JobEvent) ([]byte, error)
+
+// ExecuteWebhookQuery calls f.
+func (f RendererFunc) ExecuteWebhookQuery(ctx context.Context, query string, payload *app.JobEvent) ([]byte, error) {
+	return f(ctx, query, payload)
+}
+
+var _ app.EventSink = (*Dispatcher)(nil)
+
+// Dispatcher runs triggers and user webhooks. Create it with NewDispatcher,
+// adjust the exported fields if needed, set it as the Service's Events and
+// call Start; Close stops it.
+type Dispatcher struct {
+	// Backoff is the wait before the first retry of a failed delivery; it
+	// doubles with every further attempt, up to MaxBackoff.
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// PollInterval is how often the database is checked for due user
+	// webhook deliveries (new ones are sent at once).
+	PollInterval time.Duration
+	// Concurrency is how many user webhook deliveries run at once.
+	Concurrency int
+	// MailTLS is the base TLS configuration for SMTP (nil: system roots).
+	MailTLS *tls.Config
+
+	svc    *app.Service
+	cfg    *app.Config
+	log    *slog.Logger
+	render WebhookRenderer
+	key    ed25519.PrivateKey
+	client *http.Client
+	signer *pgpSigner
+
+	mu       sync.Mutex
+	queue    []jobEvent
+	closing  bool
+	inflight map[int64]bool // deliveries being sent
+
+	wakeEvents     chan struct{}
+	wakeDeliveries chan struct{}
+	eventsDone     chan struct{}
+	ctx            context.Context
+	cancel         context.CancelFunc
+	wg             sync.WaitGroup
+}
+
+type jobEvent struct {
+	event app.WebhookEvent
+	job   app.Job // a copy: the state when the event happened
+	date  time.Time
+}
+
+// NewDispatcher loads the signing keys (LoadKey, and [mail] pgp-key if
+// set) and returns a stopped Dispatcher. render may be nil, in which case
+// user webhooks are not delivered (and a warning is logged per event).
+func NewDispatcher(svc *app.Service, cfg *app.Config, log *slog.Logger, render WebhookRenderer) (*Dispatcher, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	key, err := LoadKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d := &Dispatcher{
+		Backoff:        10 * time.Second,
+		MaxBackoff:     10 * time.Minute,
+		PollInterval:   5 * time.Second,
+		Concurrency:    8,
+		svc:            svc,
+		cfg:            cfg,
+		log:            log,
+		render:         render,
+		key:            key,
+		client:         newHTTPClient(cfg),
+		inflight:       map[int64]bool{},
+		wakeEvents:     make(chan struct{}, 1),
+		wakeDeliveries: make(chan struct{}, 1),
+		eventsDone:     make(chan struct{}),
+	}
+	if cfg.Mail.PGPKey != "" {
+		if d.signer, err = loadPGPSigner(cfg.Mail.PGPKey); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := mail.ParseAddress(cfg.Mail.From); err != nil {
+		return nil, fmt.Errorf("new dispatcher: mail.from %q: %w", cfg.Mail.From, err)
+	}
+	return d, nil
+}
+
+// PublicKey returns the base64 Ed25519 public key receivers verify
+// payload signatures with.
+func (d *Dispatcher) PublicKey() string { return PublicKey(d.key) }
+
+// Start runs the event handler and the delivery worker until Close (or
+// until ctx ends). Deliveries left due by an earlier run are picked up
+// at once.
+func (d *Dispatcher) Start(ctx context.Context) {
+	d.ctx, d.cancel = context.WithCancel(app.SystemContext(ctx))
+	go d.eventLoop(context.WithoutCancel(d.ctx))
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.deliveryLoop(d.ctx)
+	}()
+}
+
+// Close stops accepting events, finishes queueing webhook deliveries for
+// the events already received (so they survive the restart), then stops
+// all network work. Deliveries cut short stay queued in the database and
+// are retried by the next Start; triggers cut short are recorded as failed.
+func (d *Dispatcher) Close() error {
+	d.mu.Lock()
+	if d.closing {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closing = true
+	started := d.cancel != nil
+	d.mu.Unlock()
+	if !started {
+		return nil
+	}
+	d.signal(d.wakeEvents)
+	select {
+	case <-d.eventsDone:
+	case <-time.After(30 * time.Second):
+		d.log.Error("notify: gave up waiting for the event queue to drain")
+	}
+	d.cancel()
+	d.wg.Wait()
+	return nil
+}
+
+// JobEvent implements app.EventSink. It only queues the event in memory
+// and returns at once.
+func (d *Dispatcher) JobEvent(ctx context.Context, event app.WebhookEvent, job *app.Job) {
+	if job == nil {
+		return
+	}
+	d.mu.Lock()
+	if d.closing {
+		d.mu.Unlock()
+		d.log.Warn("notify: event after shutdown dropped", "job_id", job.ID, "event", event)
+		return
+	}
+	d.queue = append(d.queue, jobEvent{event: event, job: *job, date: d.svc.Now().UTC()})
+	d.mu.Unlock()
+	d.signal(d.wakeEvents)
+}
+
+func (d *Dispatcher) signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// eventLoop handles events one at a time, in the order they happened.
+func (d *Dispatcher) eventLoop(ctx context.Context) {
+	defer close(d.eventsDone)
+	for {
+		d.mu.Lock()
+		if len(d.queue) == 0 {
+			closing := d.closing
+			d.mu.Unlock()
+			if closing {
+				return
+			}
+			<-d.wakeEvents
+			continue
+		}
+		ev := d.queue[0]
+		d.queue[0] = jobEvent{}
+		d.queue = d.queue[1:]
+		d.mu.Unlock()
+		d.handle(ctx, ev)
+	}
+}
+
+// handle queues the event's user webhook deliveries and, for a final
+// status, starts the job's triggers and its group's.
+func (d *Dispatcher) handle(ctx context.Context, ev jobEvent) {
+	d.queueWebhooks(ctx, ev)
+	if ev.event != app.EventJobUpdated || !ev.job.Status.Final() {
+		return
+	}
+	if d.ctx.Err() != nil {
+		d.log.Warn("notify: shutting down, triggers not run", "job_id", ev.job.ID)
+		return
+	}
+	job := ev.job
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.jobTriggers(d.ctx, &job)
+	}()
+	if job.GroupID != nil {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			d.groupTriggers(d.ctx, &job)
+		}()
+	}
+}
+
+// appendLog writes one line to the end of a job's setup log.
+func (d *Dispatcher) appendLog(jobID int64, format string, args ...any) {
+	d.svc.AppendSetupLog(jobID, fmt.Sprintf(format, args...)+"\n")
+}
+
+// backoff is the wait after the given failed attempt (1-based).
+func (d *Dispatcher) backoff(attempt int) time.Duration {
+	b := d.Backoff
+	for i := 1; i < attempt && b < d.MaxBackoff; i++ {
+		b *= 2
+	}
+	return min(b, d.MaxBackoff)
+}
+
+// sleep waits for dur or until ctx ends, reporting whether it waited fully.
+func sleep(ctx context.Context, dur time.Duration) bool {
+	t := time.NewTimer(dur)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// logURL is a job's public log URL (task "" = setup log), served by the
+// API's /query/log proxy.
+func logURL(cfg *app.Config, jobID int64, task string) string {
+	if task == "" {
+		return fmt.Sprintf("%s/query/log/%d/log", cfg.Builds.Origin, jobID)
+	}
+	return fmt.Sprintf("%s/query/log/%d/%s/log", cfg.Builds.Origin, jobID, url.PathEscape(task))
+}

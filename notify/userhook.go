@@ -1,0 +1,223 @@
+package notify
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"builds/app"
+)
+
+// maxPayload is the largest user webhook body queued; a query selecting
+// more (whole logs) gets an error payload instead.
+const maxPayload = 4 << 20
+
+// Delivery states (app.WebhookDelivery.State).
+const (
+	statePending   = "pending"
+	stateDelivered = "delivered"
+	stateFailed    = "failed"
+)
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// queueWebhooks renders the event for each of the job owner's
+// subscriptions to it and stores the deliveries, to be sent by the
+// delivery worker. Storing first means a restart loses none.
+func (d *Dispatcher) queueWebhooks(ctx context.Context, ev jobEvent) {
+	subs, err := d.svc.Store.FindWebhooksForEvent(ctx, ev.job.OwnerID, ev.event)
+	if err != nil {
+		d.log.Error("notify: find webhooks", "job_id", ev.job.ID, "event", ev.event, "err", err)
+		return
+	}
+	if len(subs) == 0 {
+		return
+	}
+	if d.render == nil {
+		d.log.Warn("notify: no webhook renderer configured; user webhooks not delivered", "job_id", ev.job.ID)
+		return
+	}
+	owner, err := d.svc.Store.FindUserByID(ctx, ev.job.OwnerID)
+	if err != nil {
+		d.log.Error("notify: find job owner", "job_id", ev.job.ID, "err", err)
+		return
+	}
+	queued := false
+	for _, sub := range subs {
+		if d.queueWebhook(ctx, ev, sub, owner) {
+			queued = true
+		}
+	}
+	if queued {
+		d.signal(d.wakeDeliveries)
+	}
+}
+
+// queueWebhook stores one subscription's delivery of ev.
+func (d *Dispatcher) queueWebhook(ctx context.Context, ev jobEvent, sub *app.WebhookSubscription, owner *app.User) bool {
+	grants, ok := d.subscriptionGrants(ctx, sub, ev.date)
+	if !ok || !grants.Has(app.ScopeJobs, app.RO) {
+		return false
+	}
+	job := ev.job
+	payload := &app.JobEvent{UUID: newUUID(), Event: ev.event, Date: ev.date, Job: &job}
+	wctx := app.NewContextWithAuth(ctx, &app.Auth{Kind: app.AuthWebhook, User: owner, Grants: grants})
+	body, err := d.render.ExecuteWebhookQuery(wctx, sub.Query, payload)
+	if err != nil {
+		d.log.Error("notify: run webhook query", "subscription_id", sub.ID, "job_id", job.ID, "err", err)
+		body = errorPayload(fmt.Sprintf("the webhook query could not be run: %v", err))
+	} else if len(body) > maxPayload {
+		body = errorPayload(fmt.Sprintf("the webhook query's result is %d bytes, more than the %d allowed", len(body), maxPayload))
+	}
+	now := d.svc.Now().UTC()
+	del := &app.WebhookDelivery{UUID: payload.UUID, SubscriptionID: sub.ID, Event: ev.event, JobID: job.ID,
+		RequestBody: string(body), NextAttempt: &now, State: statePending}
+	if err := d.svc.Store.CreateWebhookDelivery(ctx, del); err != nil {
+		d.log.Error("notify: queue webhook delivery", "subscription_id", sub.ID, "job_id", job.ID, "err", err)
+		return false
+	}
+	return true
+}
+
+// subscriptionGrants returns the grants a subscription acts with, or false
+// if it has lapsed: past its expiry, or its token revoked or expired.
+func (d *Dispatcher) subscriptionGrants(ctx context.Context, sub *app.WebhookSubscription, now time.Time) (app.Grants, bool) {
+	if sub.Expires != nil && !now.Before(*sub.Expires) {
+		return nil, false
+	}
+	if sub.TokenID != nil {
+		tok, err := d.svc.Store.FindTokenByID(ctx, *sub.TokenID)
+		if err != nil {
+			if app.ErrorCode(err) != app.ENOTFOUND {
+				d.log.Error("notify: find webhook token", "subscription_id", sub.ID, "err", err)
+			}
+			return nil, false
+		}
+		if tok.Expired(now) {
+			return nil, false
+		}
+	}
+	grants, err := app.ParseGrants(sub.Grants)
+	if err != nil {
+		d.log.Error("notify: webhook grants", "subscription_id", sub.ID, "err", err)
+		return nil, false
+	}
+	return grants, true
+}
+
+// errorPayload is a GraphQL-shaped error response.
+func errorPayload(msg string) []byte {
+	b, _ := json.Marshal(map[string]any{"data": nil, "errors": []map[string]string{{"message": msg}}})
+	return b
+}
+
+// deliveryLoop sends due deliveries: at start (what an earlier run left),
+// when new ones are queued, and every PollInterval for retries.
+func (d *Dispatcher) deliveryLoop(ctx context.Context) {
+	sem := make(chan struct{}, max(d.Concurrency, 1))
+	tick := time.NewTicker(d.PollInterval)
+	defer tick.Stop()
+	for {
+		d.dispatchDue(ctx, sem)
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.wakeDeliveries:
+		case <-tick.C:
+		}
+	}
+}
+
+// dispatchDue starts a goroutine per due delivery, as long as a slot is
+// free; the rest wait for the next round.
+func (d *Dispatcher) dispatchDue(ctx context.Context, sem chan struct{}) {
+	due, err := d.svc.Store.FindDueWebhookDeliveries(ctx, d.svc.Now().UTC(), 4*cap(sem))
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Error("notify: find due webhook deliveries", "err", err)
+		}
+		return
+	}
+	for _, del := range due {
+		d.mu.Lock()
+		busy := d.inflight[del.ID]
+		if !busy {
+			d.inflight[del.ID] = true
+		}
+		d.mu.Unlock()
+		if busy {
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			d.mu.Lock()
+			delete(d.inflight, del.ID)
+			d.mu.Unlock()
+			return
+		}
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			defer func() {
+				<-sem
+				d.mu.Lock()
+				delete(d.inflight, del.ID)
+				d.mu.Unlock()
+				d.signal(d.wakeDeliveries) // a slot is free
+			}()
+			d.deliver(ctx, del)
+		}()
+	}
+}
+
+// deliver makes one attempt at a delivery and records its outcome.
+func (d *Dispatcher) deliver(ctx context.Context, del *app.WebhookDelivery) {
+	sub, err := d.svc.Store.FindWebhookByID(ctx, del.SubscriptionID)
+	if err != nil {
+		// Deleting a subscription deletes its deliveries; this one went
+		// with it between the scan and now.
+		if app.ErrorCode(err) != app.ENOTFOUND && ctx.Err() == nil {
+			d.log.Error("notify: find webhook", "delivery", del.UUID, "err", err)
+		}
+		return
+	}
+	h := http.Header{}
+	h.Set("X-Webhook-Event", string(del.Event))
+	h.Set("X-Webhook-Delivery", del.UUID)
+	res, err := d.post(ctx, sub.URL, []byte(del.RequestBody), h)
+	if err != nil && ctx.Err() != nil {
+		return // cut short by shutdown: not an attempt; the next run retries it
+	}
+	del.Attempts++
+	if err != nil {
+		msg := "no response: " + err.Error()
+		del.ResponseBody, del.ResponseHeaders, del.ResponseStatus = &msg, nil, nil
+	} else {
+		status := res.status
+		del.ResponseStatus, del.ResponseBody, del.ResponseHeaders = &status, res.body, &res.headers
+	}
+	switch {
+	case err == nil && res.status >= 200 && res.status <= 299:
+		del.State, del.NextAttempt = stateDelivered, nil
+	case shouldRetry(res, err) && del.Attempts < d.cfg.Webhooks.MaxAttempts:
+		next := d.svc.Now().UTC().Add(d.backoff(del.Attempts))
+		del.State, del.NextAttempt = statePending, &next
+	default:
+		del.State, del.NextAttempt = stateFailed, nil
+	}
+	d.log.Debug("webhook delivery", "delivery", del.UUID, "url", sub.URL, "attempt", del.Attempts, "state", del.State, "err", err)
+	if err := d.svc.Store.UpdateWebhookDelivery(context.WithoutCancel(ctx), del); err != nil {
+		d.log.Error("notify: record webhook delivery", "delivery", del.UUID, "err", err)
+	}
+}
