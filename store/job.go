@@ -207,6 +207,9 @@ func (db *DB) TransitionJob(ctx context.Context, id int64, from []app.JobStatus,
 		return nil, fmt.Errorf("transition job: %w", err)
 	}
 	defer t.Rollback()
+	if from == nil {
+		from = []app.JobStatus{} // nothing allowed, unlike nil (no condition)
+	}
 	j, err := updateJob(ctx, t, id, from, upd)
 	if app.ErrorCode(err) == app.ENOTFOUND {
 		// Tell a missing job from one in another status.
