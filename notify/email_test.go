@@ -84,12 +84,12 @@ func TestEmailTrigger(t *testing.T) {
 			}
 			msg, body := parseMail(t, got.data)
 			wantHeaders := map[string]string{
-				"From":        `"CI" <ci@example.org>`,
-				"To":          `"Alice Example" <alice@example.org>, <bob@example.org>`,
-				"Cc":          "<carol@example.org>",
-				"Subject":     "[frob/main] build failed",
-				"In-Reply-To": "<patch-1@lists.example.org>",
-				"References":  "<patch-1@lists.example.org>",
+				"From":         `"CI" <ci@example.org>`,
+				"To":           `"Alice Example" <alice@example.org>, <bob@example.org>`,
+				"Cc":           "<carol@example.org>",
+				"Subject":      "[frob/main] build failed",
+				"In-Reply-To":  "<patch-1@lists.example.org>",
+				"References":   "<patch-1@lists.example.org>",
 				"Content-Type": "text/plain; charset=utf-8",
 			}
 			for k, want := range wantHeaders {
