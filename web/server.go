@@ -71,7 +71,8 @@ func (s *Server) Close() error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.registerAPIRoutes(mux)
-	return s.authenticate(s.logRequests(mux))
+	s.registerUIRoutes(mux)
+	return s.authenticate(s.authenticateSession(s.logRequests(mux)))
 }
 
 // authenticate resolves "Authorization: Bearer <token>" to an identity in
