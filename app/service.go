@@ -156,7 +156,10 @@ type JobList struct {
 // them for the owner, PUBLIC ones for everybody else. search and tagPrefix
 // are optional (web UI).
 func (s *Service) UserJobs(ctx context.Context, ownerID int64, cursor *string, f JobFilter) (*JobList, error) {
-	before, err := s.cursors.Decode("jobs", cursor)
+	// The cursor kind names the owner, so a cursor from another user's
+	// list is rejected rather than reinterpreted.
+	kind := fmt.Sprint("jobs:", ownerID)
+	before, err := s.cursors.Decode(kind, cursor)
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +181,7 @@ func (s *Service) UserJobs(ctx context.Context, ownerID int64, cursor *string, f
 	}
 	list := &JobList{Jobs: jobs}
 	if len(jobs) > limit {
-		list.Cursor = s.cursors.Encode("jobs", jobs[limit].ID)
+		list.Cursor = s.cursors.Encode(kind, jobs[limit].ID)
 		list.Jobs = jobs[:limit]
 	}
 	return list, nil

@@ -7,14 +7,28 @@ import (
 	"builds/app"
 )
 
-// registerAPIRoutes lists the API's routes.
+// registerAPIRoutes lists the API's routes: GraphQL, log and artifact
+// downloads. GET patterns also answer HEAD.
 func (s *Server) registerAPIRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /query/api-meta.json", s.handleAPIMeta)
+	mux.HandleFunc("POST /query", s.handleQuery)
+	mux.HandleFunc("GET /query", s.handleQuery)
+	mux.HandleFunc("/query", s.handleQueryMethod)
+	mux.HandleFunc("GET /query/log/{job}/log", s.handleJobLog)
+	mux.HandleFunc("GET /query/log/{job}/{task}/log", s.handleTaskLog)
+	mux.HandleFunc("GET /query/artifact/{id}/{name}", s.handleArtifact)
 }
 
 // handleAPIMeta describes the API's access scopes, as builds.sr.ht does.
 func (s *Server) handleAPIMeta(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"scopes": app.Scopes})
+}
+
+// handleQueryMethod answers other methods on /query with a JSON 405 (the
+// mux's own answer would be text/plain).
+func (s *Server) handleQueryMethod(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", "GET, HEAD, POST")
+	writeGraphQLError(w, http.StatusMethodNotAllowed, "BAD_REQUEST", "method "+r.Method+" is not allowed on /query: use POST")
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

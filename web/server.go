@@ -24,6 +24,7 @@ type Server struct {
 
 	ln     net.Listener
 	server *http.Server
+	api    apiOnce // GraphQL schema (graphql.go)
 }
 
 // Open starts listening and serving in the background; listen errors are
