@@ -1,0 +1,152 @@
+// Package runner executes build jobs: it claims queued jobs from the
+// service, boots a fresh VM per job, runs the manifest over SSH, streams
+// the logs to the data dir and reports progress through *app.Service.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Guest is a booted build environment reachable over one SSH connection.
+// The runner opens a session per command on Client.
+type Guest interface {
+	// Client is the SSH connection to the guest, logged in as the build
+	// user whose home is the session's working directory.
+	Client() *ssh.Client
+	// InstallCommand returns the shell command that installs packages.
+	InstallCommand(pkgs []string) string
+	// AddRepoCommand returns the shell command that adds a package
+	// repository given as the manifest's "name: source" entry.
+	AddRepoCommand(name, source string) (string, error)
+	// Close tears the environment down and releases everything it holds.
+	Close() error
+}
+
+// BootSpec says what to boot for a job.
+type BootSpec struct {
+	JobID int64
+	Image string // as written in the manifest (aliases allowed)
+	Arch  string // "" = the image's default
+	// Console receives the guest's serial console (setup log).
+	Console io.Writer
+	// Logf writes a line to the job's setup log; booters use it for
+	// "Booting image ..." and warnings such as an acceleration fallback.
+	Logf func(format string, args ...any)
+}
+
+// Booter makes one Guest per job. Boot returns once the guest accepts SSH
+// sessions, or fails when ctx ends.
+type Booter interface {
+	Boot(ctx context.Context, spec BootSpec) (Guest, error)
+}
+
+// errNoExitStatus is returned when a command ended without reporting an
+// exit status: the connection or the guest went away.
+var errNoExitStatus = errors.New("the guest closed the session without an exit status (connection lost?)")
+
+// runCommand runs cmd in a new session on c and returns its exit status.
+// stdin may be nil. err is set when the command did not run to completion:
+// the session could not start, the connection broke, or ctx ended (then
+// the session is killed and ctx's cause is returned).
+func runCommand(ctx context.Context, c *ssh.Client, cmd string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	if err := context.Cause(ctx); err != nil {
+		return -1, err
+	}
+	s, err := c.NewSession()
+	if err != nil {
+		return -1, fmt.Errorf("open ssh session: %w", err)
+	}
+	defer s.Close()
+	s.Stdin, s.Stdout, s.Stderr = stdin, stdout, stderr
+	if err := s.Start(cmd); err != nil {
+		return -1, fmt.Errorf("start command: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		s.Signal(ssh.SIGKILL)
+		s.Close()
+		// Closing the channel ends Wait at once unless the transport is
+		// wedged; the VM is about to be torn down either way.
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
+		return -1, context.Cause(ctx)
+	}
+	var exit *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &exit):
+		if exit.Signal() != "" {
+			return 128 + signalNumber(exit.Signal()), nil
+		}
+		return exit.ExitStatus(), nil
+	case errors.As(err, &missing):
+		return -1, errNoExitStatus
+	}
+	return -1, fmt.Errorf("run command: %w", err)
+}
+
+// signalNumber maps the common SSH signal names to their Linux numbers so
+// a killed command reports a shell-like status (128+n).
+func signalNumber(name string) int {
+	switch ssh.Signal(name) {
+	case ssh.SIGHUP:
+		return 1
+	case ssh.SIGINT:
+		return 2
+	case ssh.SIGKILL:
+		return 9
+	case ssh.SIGSEGV:
+		return 11
+	case ssh.SIGPIPE:
+		return 13
+	case ssh.SIGTERM:
+		return 15
+	}
+	return 0
+}
+
+// shq quotes s as one word for a POSIX shell.
+func shq(s string) string {
+	if s == "" {
+		return "''"
+	}
+	safe := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_@%+=:,./-", c) >= 0) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
+}
+
+// guestPath renders a user-given guest path for the remote shell: "~" and
+// "~/..." refer to the build user's home, everything else is quoted as is
+// (relative paths are relative to home, the session's working directory).
+func guestPath(p string) string {
+	switch {
+	case p == "~":
+		return `"$HOME"`
+	case strings.HasPrefix(p, "~/"):
+		return `"$HOME"/` + shq(strings.TrimLeft(p[2:], "/"))
+	}
+	return shq(p)
+}

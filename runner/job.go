@@ -1,0 +1,331 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"builds/app"
+)
+
+// jobRun is one job from claim to teardown.
+type jobRun struct {
+	p        *Pool
+	svc      *app.Service
+	cfg      *app.Config
+	job      *app.Job
+	owner    *app.User
+	m        *app.Manifest
+	tasks    []*app.Task
+	deadline time.Time
+
+	ctx     context.Context // ends at the deadline, on cancel or shutdown
+	cancel  context.CancelCauseFunc
+	release context.CancelFunc // frees the deadline timer
+
+	setup       *logFile
+	mask        *masker
+	guest       Guest
+	token       *app.Token // job-scoped API token, revoked at the end
+	tokenSecret string
+
+	stepsDone chan struct{} // closed when the manifest's steps are over
+	finished  chan struct{} // closed once the final status is stored
+
+	mu        sync.Mutex
+	sessions  int  // `connect` shells attached to the VM
+	claimed   bool // someone connected: keep the VM until the deadline
+	claimedCh chan struct{}
+	stepsOnce sync.Once
+	finOnce   sync.Once
+}
+
+func newJobRun(p *Pool, cj *app.ClaimedJob) *jobRun {
+	deadline := time.Now().Add(p.cfg.Runner.JobTimeout)
+	if cj.Job.Deadline != nil {
+		deadline = *cj.Job.Deadline
+	}
+	ctx, cancel := context.WithCancelCause(p.base)
+	ctx, release := context.WithDeadline(ctx, deadline)
+	m := cj.Manifest
+	if !cj.Job.Secrets {
+		// Secrets disabled for this job: nothing is installed and no
+		// token is minted (behaviour.md §1.7).
+		cp := *m
+		cp.Secrets, cp.OAuth = nil, ""
+		m = &cp
+	}
+	return &jobRun{
+		p: p, svc: p.svc, cfg: p.cfg,
+		job: cj.Job, owner: cj.Owner, m: m, tasks: cj.Tasks, deadline: deadline,
+		ctx: ctx, cancel: cancel, release: release,
+		mask:      &masker{},
+		stepsDone: make(chan struct{}),
+		finished:  make(chan struct{}),
+		claimedCh: make(chan struct{}),
+	}
+}
+
+// logf writes a runner line to the setup log.
+func (r *jobRun) logf(format string, args ...any) { r.setup.Printf(format, args...) }
+
+// run executes the job and always leaves its VM torn down, its logs
+// closed and a final status stored.
+func (r *jobRun) run() {
+	defer r.release()
+	defer r.cancel(nil)
+	id := r.job.ID
+	log := r.p.log.With("job_id", id)
+	setup, err := openLog(r.svc, id, "", r.mask)
+	if err != nil {
+		log.Error("open setup log", "err", err)
+		r.finish(app.JobFailed, err.Error())
+		return
+	}
+	r.setup = setup
+	defer func() {
+		setup.Close()
+		r.svc.Logs.Forget(id, "")
+		for _, t := range r.tasks {
+			r.svc.Logs.Forget(id, t.Name)
+		}
+	}()
+	defer r.revokeToken()
+	go r.watchStatus()
+	log.Info("job started", "image", r.m.Image, "deadline", r.deadline)
+
+	err = r.boot()
+	if err == nil {
+		defer r.teardown()
+		if r.m.Shell {
+			r.shellBanner()
+		}
+		err = r.steps()
+	}
+	r.endSteps()
+	if err == nil {
+		if r.m.Shell {
+			r.waitShell()
+		}
+		if errors.Is(context.Cause(r.ctx), errCancelled) {
+			r.fail(errCancelled)
+			return
+		}
+		r.finish(app.JobSuccess, "")
+		return
+	}
+	r.fail(err)
+}
+
+// boot starts the guest.
+func (r *jobRun) boot() error {
+	arch := r.m.Arch
+	if arch == "" {
+		arch = "default"
+	}
+	spec := BootSpec{JobID: r.job.ID, Image: r.m.Image, Arch: r.m.Arch, Console: r.setup, Logf: r.logf}
+	start := time.Now()
+	g, err := r.p.booter.Boot(r.ctx, spec)
+	if err != nil {
+		if cause := context.Cause(r.ctx); cause != nil {
+			return cause
+		}
+		return fmt.Errorf("boot: %w", err)
+	}
+	r.guest = g
+	r.p.log.Debug("guest ready", "job_id", r.job.ID, "image", r.m.Image, "arch", arch, "boot", time.Since(start))
+	return nil
+}
+
+// teardown stops the VM.
+func (r *jobRun) teardown() {
+	r.logf("Tearing down build VM")
+	if err := r.guest.Close(); err != nil {
+		r.p.log.Error("tear down VM", "job_id", r.job.ID, "err", err)
+	}
+}
+
+func (r *jobRun) endSteps() { r.stepsOnce.Do(func() { close(r.stepsDone) }) }
+
+// status maps how the job ended to its final status.
+func (r *jobRun) status(err error) app.JobStatus {
+	switch cause := context.Cause(r.ctx); {
+	case errors.Is(cause, errCancelled):
+		return app.JobCancelled
+	case errors.Is(cause, context.DeadlineExceeded):
+		return app.JobTimeout
+	case errors.Is(err, context.DeadlineExceeded):
+		return app.JobTimeout
+	}
+	return app.JobFailed
+}
+
+// fail records a failed, timed-out or cancelled job and, for failures of
+// a booted guest, keeps the VM around for `connect` (behaviour.md §1.11).
+func (r *jobRun) fail(err error) {
+	st := r.status(err)
+	msg := err.Error()
+	switch st {
+	case app.JobTimeout:
+		msg = fmt.Sprintf("the job exceeded its time limit of %s", r.cfg.JobTimeoutString())
+	case app.JobCancelled:
+		msg = errCancelled.Error()
+	}
+	r.logf("Error: %s", msg)
+	r.finish(st, msg)
+	if st == app.JobFailed && r.guest != nil && !errors.Is(context.Cause(r.ctx), errShutdown) {
+		r.standby()
+	}
+}
+
+// finish stores the final status once.
+func (r *jobRun) finish(st app.JobStatus, reason string) {
+	r.finOnce.Do(func() {
+		defer close(r.finished)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 30*time.Second)
+		defer cancel()
+		job, err := r.svc.FinishJob(ctx, r.job.ID, st, reason)
+		if err != nil {
+			r.p.log.Error("finish job", "job_id", r.job.ID, "status", st, "err", err)
+			return
+		}
+		r.p.log.Info("job finished", "job_id", r.job.ID, "status", job.Status)
+	})
+}
+
+// watchStatus cancels the run when the stored status leaves RUNNING
+// without this runner knowing (e.g. `builds` on the command line
+// cancelled it), until the final status is stored.
+func (r *jobRun) watchStatus() {
+	t := time.NewTicker(r.p.StatusPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-r.finished:
+			return
+		case <-t.C:
+		}
+		st, err := r.svc.JobStatus(r.ctx, r.job.ID)
+		if err != nil || st == app.JobRunning {
+			continue
+		}
+		select {
+		case <-r.finished:
+			return
+		default:
+		}
+		if st == app.JobCancelled {
+			r.cancel(errCancelled)
+		} else {
+			r.cancel(fmt.Errorf("the job's status changed to %s", strings.ToUpper(string(st))))
+		}
+		return
+	}
+}
+
+// shellBanner tells the user how to log in (shell: true).
+func (r *jobRun) shellBanner() {
+	r.logf("Shell access for this build was requested.")
+	r.logf("To log in with SSH, use the following command:")
+	r.logf("\t%s", r.connectCommand())
+}
+
+func (r *jobRun) connectCommand() string {
+	return fmt.Sprintf("ssh -t %s@%s connect %d", r.cfg.Runner.SSHUser, r.cfg.RunnerName(), r.job.ID)
+}
+
+// waitShell keeps a successful shell: true job's VM until the deadline,
+// a cancel, or the last connected user logging out.
+func (r *jobRun) waitShell() {
+	<-r.ctx.Done()
+}
+
+// standby keeps a failed job's VM for [runner] failed-keepalive so the
+// owner can connect; a connection extends it to the job deadline.
+func (r *jobRun) standby() {
+	keep := r.cfg.Runner.FailedKeepalive
+	if keep <= 0 {
+		return
+	}
+	r.logf("Build failed.")
+	r.logf("The build environment will be kept alive for %s.", humanDuration(keep))
+	r.logf("To log in with SSH and examine it, use the following command:")
+	r.setup.Write([]byte("\n"))
+	r.setup.Write([]byte("\t" + r.connectCommand() + "\n"))
+	r.setup.Write([]byte("\n"))
+	r.logf("After logging in, the deadline is increased to your remaining build time.")
+	timer := time.NewTimer(keep)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		r.mu.Lock()
+		claimed := r.claimed
+		r.mu.Unlock()
+		if !claimed {
+			r.logf("Deadline elapsed. Terminating build environment.")
+			return
+		}
+		<-r.ctx.Done()
+	case <-r.claimedCh:
+		<-r.ctx.Done()
+	case <-r.ctx.Done():
+	}
+	switch cause := context.Cause(r.ctx); {
+	case errors.Is(cause, errTerminated):
+		r.logf("Logged out. Terminating build environment.")
+	case errors.Is(cause, context.DeadlineExceeded):
+		r.logf("Deadline elapsed. Terminating build environment.")
+	case errors.Is(cause, errShutdown):
+		r.logf("Error: %s. Terminating build environment.", errShutdown)
+	default:
+		r.logf("Build cancelled. Terminating build environment.")
+	}
+}
+
+// attach registers a `connect` session; the returned func detaches it.
+// The first attach claims the VM (standby lasts until the deadline); when
+// the last session detaches, the job's VM is torn down.
+func (r *jobRun) attach() (detach func()) {
+	r.mu.Lock()
+	r.sessions++
+	if !r.claimed {
+		r.claimed = true
+		close(r.claimedCh)
+	}
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			r.sessions--
+			last := r.sessions == 0
+			r.mu.Unlock()
+			if last {
+				r.cancel(errTerminated)
+			}
+		})
+	}
+}
+
+// humanDuration renders a duration the way the banners say it:
+// "10 minutes", "1 hour", "45 seconds".
+func humanDuration(d time.Duration) string {
+	plural := func(n int64, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return fmt.Sprintf("%d %ss", n, unit)
+	}
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		return plural(int64(d/time.Hour), "hour")
+	case d >= time.Minute:
+		return plural(int64((d+30*time.Second)/time.Minute), "minute")
+	}
+	return plural(int64((d+500*time.Millisecond)/time.Second), "second")
+}

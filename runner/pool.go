@@ -1,0 +1,237 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"builds/app"
+)
+
+// Why a job's context ended, besides its deadline.
+var (
+	errCancelled  = errors.New("the job was cancelled")
+	errShutdown   = errors.New("the builds service is shutting down")
+	errTerminated = errors.New("the last SSH session logged out")
+)
+
+// Pool runs up to [runner] slots jobs at once. The jobs table is the
+// queue: Wake (called by the Service after a submit) makes an idle slot
+// claim at once; a slow ticker is only a fallback.
+type Pool struct {
+	svc    *app.Service
+	cfg    *app.Config
+	booter Booter
+	log    *slog.Logger
+
+	// IdlePoll is how often idle slots look at the queue without a Wake.
+	IdlePoll time.Duration
+	// StatusPoll is how often a running job re-reads its status, to notice
+	// a cancellation made by another process (the command line).
+	StatusPoll time.Duration
+
+	wake     chan struct{}
+	quit     chan struct{}
+	quitOnce sync.Once
+	wg       sync.WaitGroup
+	base     context.Context
+	stop     context.CancelCauseFunc
+
+	mu   sync.Mutex
+	jobs map[int64]*jobRun
+}
+
+var _ app.Canceler = (*Pool)(nil)
+
+// NewPool returns a pool that boots guests with booter.
+func NewPool(svc *app.Service, cfg *app.Config, booter Booter, log *slog.Logger) *Pool {
+	if log == nil {
+		log = slog.Default()
+	}
+	base, stop := context.WithCancelCause(context.Background())
+	return &Pool{
+		svc: svc, cfg: cfg, booter: booter, log: log,
+		IdlePoll:   30 * time.Second,
+		StatusPoll: 2 * time.Second,
+		wake:       make(chan struct{}, 1),
+		quit:       make(chan struct{}),
+		base:       base,
+		stop:       stop,
+		jobs:       map[int64]*jobRun{},
+	}
+}
+
+// Start recovers from a previous process (jobs it left running are
+// failed, its VMs killed and their work dirs removed) and starts the slots.
+// With [runner] slots = 0 only the recovery runs.
+func (p *Pool) Start(ctx context.Context) error {
+	jobs, err := p.svc.RecoverJobs(ctx)
+	if err != nil {
+		return fmt.Errorf("recover jobs: %w", err)
+	}
+	for _, j := range jobs {
+		p.log.Warn("job left running by a previous process marked failed", "job_id", j.ID)
+	}
+	if err := cleanWorkDir(p.cfg.Runner.WorkDir, p.log); err != nil {
+		return err
+	}
+	for i := 0; i < p.cfg.Runner.Slots; i++ {
+		p.wg.Add(1)
+		go p.slot()
+	}
+	p.Wake()
+	return nil
+}
+
+// Wake makes an idle slot look at the queue now. It never blocks.
+func (p *Pool) Wake() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// CancelJob stops a job this pool is running (its VM is torn down within
+// seconds). The Service has already recorded the CANCELLED status.
+func (p *Pool) CancelJob(id int64) bool {
+	r := p.job(id)
+	if r == nil {
+		return false
+	}
+	r.cancel(errCancelled)
+	return true
+}
+
+// Close stops taking jobs, stops the running ones (they are marked
+// failed) and waits until every VM is gone.
+func (p *Pool) Close() error {
+	p.quitOnce.Do(func() {
+		close(p.quit)
+		p.stop(errShutdown)
+	})
+	p.wg.Wait()
+	return nil
+}
+
+func (p *Pool) job(id int64) *jobRun {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.jobs[id]
+}
+
+// slot is one worker: claim, run, repeat.
+func (p *Pool) slot() {
+	defer p.wg.Done()
+	tick := time.NewTicker(p.IdlePoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.quit:
+			return
+		default:
+		}
+		cj, err := p.svc.ClaimJob(p.base, p.cfg.RunnerName())
+		switch {
+		case err == nil:
+			// Another job may be queued behind this one: let the next
+			// idle slot look too.
+			p.Wake()
+			p.run(cj)
+			continue
+		case app.ErrorCode(err) != app.ENOTFOUND:
+			if !errors.Is(context.Cause(p.base), errShutdown) {
+				p.log.Error("claim job", "err", err)
+			}
+		}
+		select {
+		case <-p.quit:
+			return
+		case <-p.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// run executes one claimed job to its end.
+func (p *Pool) run(cj *app.ClaimedJob) {
+	r := newJobRun(p, cj)
+	p.mu.Lock()
+	p.jobs[cj.Job.ID] = r
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.jobs, cj.Job.ID)
+		p.mu.Unlock()
+	}()
+	r.run()
+}
+
+// cleanWorkDir kills the QEMU processes a previous process left behind
+// (found through the pid files in their work dirs) and removes the dirs.
+func cleanWorkDir(dir string, log *slog.Logger) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("clean work dir: %w", err)
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		d := filepath.Join(dir, e.Name())
+		pids, _ := filepath.Glob(filepath.Join(d, "*.pid"))
+		for _, pf := range pids {
+			if pid := leftoverQEMU(pf); pid > 0 {
+				log.Warn("killing a VM left by a previous process", "pid", pid, "dir", d)
+				killGroup(pid)
+			}
+		}
+		if err := os.RemoveAll(d); err != nil {
+			log.Error("remove leftover VM dir", "dir", d, "err", err)
+		}
+	}
+	return nil
+}
+
+// leftoverQEMU returns the pid in a pid file if that process is still a
+// QEMU (pids get reused), else 0.
+func leftoverQEMU(pidFile string) int {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0
+	}
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.Contains(string(cmd), "qemu") {
+		return 0
+	}
+	return pid
+}
+
+// killGroup kills a process (and its group if it leads one) and waits up
+// to 5 s for it to disappear; it is not our child, so init reaps it.
+func killGroup(pid int) {
+	if pgid, err := syscall.Getpgid(pid); err == nil && pgid == pid {
+		syscall.Kill(-pid, syscall.SIGKILL)
+	} else {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for i := 0; i < 50; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

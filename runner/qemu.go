@@ -1,0 +1,192 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// qemuBinary is the system emulator for amd64 guests.
+const qemuBinary = "qemu-system-x86_64"
+
+// bootSpec is how a guest is started: which kernel, initrd and command line
+// QEMU loads directly (no bootloader).
+type bootSpec struct {
+	Kernel  string // PVH vmlinux (entered directly) or bzImage (via firmware)
+	Initrd  string // "" = none
+	Cmdline string
+}
+
+// qemuArgs returns QEMU's argument list for one VM (images.md §5): q35,
+// no default devices, virtio disk/net/rng, user networking with SSH
+// forwarded to 127.0.0.1:port, serial console on stdout, QMP on a unix
+// socket, and the optional per-job key through fw_cfg.
+func qemuArgs(cfg VMConfig, spec bootSpec, overlay, qmpSock, keyFile string, port int) []string {
+	cpu := cfg.CPUModel
+	if cpu == "" {
+		cpu = "qemu64"
+	}
+	if cfg.Accel == "kvm" {
+		cpu = "host" // a TCG model under KVM only hides host features
+	}
+	args := []string{
+		"-name", "builds-vm",
+		"-machine", "q35",
+		"-accel", cfg.Accel,
+		"-cpu", cpu,
+		"-smp", strconv.Itoa(cfg.CPUs),
+		"-m", strconv.Itoa(cfg.MemoryMiB),
+		"-nodefaults", "-no-user-config", "-display", "none",
+		// a guest reboot ends the VM instead of looping through boot again
+		"-no-reboot",
+		"-chardev", "stdio,id=ser0,signal=off",
+		"-serial", "chardev:ser0",
+		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
+		// cache=unsafe: the overlay is thrown away with the VM
+		"-drive", "id=root,if=none,file=" + overlay + ",format=qcow2,cache=unsafe,discard=unmap",
+		"-device", "virtio-blk-pci,drive=root",
+		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22", port),
+		"-device", "virtio-net-pci,netdev=n0",
+		"-device", "virtio-rng-pci",
+		"-kernel", spec.Kernel,
+		"-append", spec.Cmdline,
+	}
+	if spec.Initrd != "" {
+		args = append(args, "-initrd", spec.Initrd)
+	}
+	if keyFile != "" {
+		args = append(args, "-fw_cfg", "name=opt/ci/authorized_keys,file="+keyFile)
+	}
+	return args
+}
+
+// createOverlay makes a qcow2 overlay backed by the read-only base (~10 ms).
+func createOverlay(ctx context.Context, base, overlay string) error {
+	out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2",
+		"-F", "qcow2", "-b", base, overlay).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("create overlay: %w: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// QEMU binds it itself; a lost race shows up as a hostfwd error and the
+// boot is retried with another port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// isPortClash reports whether QEMU's stderr says the forwarded port was taken.
+func isPortClash(stderr string) bool {
+	return strings.Contains(stderr, "host forwarding rule") || strings.Contains(stderr, "Address already in use")
+}
+
+// capWriter keeps the first max bytes written to it (QEMU's stderr).
+type capWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	max int
+}
+
+func (c *capWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := c.max - c.buf.Len(); room > 0 {
+		if len(p) > room {
+			c.buf.Write(p[:room])
+		} else {
+			c.buf.Write(p)
+		}
+	}
+	return len(p), nil
+}
+
+func (c *capWriter) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.TrimSpace(c.buf.String())
+}
+
+// console watches the serial console: it copies the stream to an optional
+// writer, keeps the last lines for error reports and signals the readiness
+// marker and kernel panics.
+type console struct {
+	marker string
+	copyTo io.Writer
+
+	mu       sync.Mutex
+	partial  []byte
+	lines    []string
+	ready    chan struct{}
+	panicked chan struct{}
+	gotReady bool
+	gotPanic bool
+}
+
+// consoleTailLines is how much of the console an error report carries.
+const consoleTailLines = 30
+
+func newConsole(marker string, copyTo io.Writer) *console {
+	return &console{marker: marker, copyTo: copyTo, ready: make(chan struct{}), panicked: make(chan struct{})}
+}
+
+func (c *console) Write(p []byte) (int, error) {
+	if c.copyTo != nil {
+		c.copyTo.Write(p)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.partial = append(c.partial, p...)
+	for {
+		i := bytes.IndexByte(c.partial, '\n')
+		if i < 0 {
+			break
+		}
+		c.line(strings.TrimRight(string(c.partial[:i]), "\r"))
+		c.partial = c.partial[i+1:]
+	}
+	if len(c.partial) > 4096 { // a line without end: keep it bounded
+		c.line(string(c.partial))
+		c.partial = c.partial[:0]
+	}
+	return len(p), nil
+}
+
+// line records one complete console line (c.mu held).
+func (c *console) line(l string) {
+	c.lines = append(c.lines, l)
+	if len(c.lines) > consoleTailLines {
+		c.lines = c.lines[len(c.lines)-consoleTailLines:]
+	}
+	if !c.gotReady && strings.Contains(l, c.marker) {
+		c.gotReady = true
+		close(c.ready)
+	}
+	if !c.gotPanic && strings.Contains(l, "Kernel panic") {
+		c.gotPanic = true
+		close(c.panicked)
+	}
+}
+
+// Tail returns the last console lines.
+func (c *console) Tail() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := strings.Join(c.lines, "\n")
+	if len(c.partial) > 0 {
+		out += "\n" + string(c.partial)
+	}
+	return out
+}

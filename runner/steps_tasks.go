@@ -1,0 +1,261 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"builds/app"
+)
+
+// completeMarker is what a task's wrapper prints on the session's stderr
+// when the task called complete-build. The task's own stderr goes to
+// stdout (2>&1), so a task cannot print it there by accident.
+const completeMarker = "BUILDS-COMPLETE-BUILD"
+
+// runTasks runs the tasks in order, each in a fresh session. After a
+// failure later tasks stay pending; after complete-build they are skipped.
+func (r *jobRun) runTasks() error {
+	scripts := map[string]bool{}
+	for _, t := range r.m.Tasks {
+		scripts[t.Name] = true
+	}
+	for _, t := range r.tasks {
+		if !scripts[t.Name] {
+			return fmt.Errorf("task %s is not in the manifest", t.Name)
+		}
+		r.logf("Running task %s", t.Name)
+		if err := r.svc.SetTaskStatus(r.dbCtx(), t, app.TaskRunning); err != nil {
+			return fmt.Errorf("update task %s: %w", t.Name, err)
+		}
+		complete, err := r.runTask(t)
+		st := app.TaskSuccess
+		if err != nil {
+			st = app.TaskFailed
+		}
+		if serr := r.svc.SetTaskStatus(context.WithoutCancel(r.dbCtx()), t, st); serr != nil && err == nil {
+			err = fmt.Errorf("update task %s: %w", t.Name, serr)
+		}
+		if err != nil {
+			return err
+		}
+		if complete {
+			r.logf("complete-build was called; skipping the remaining tasks")
+			if err := r.svc.SkipRemainingTasks(r.dbCtx(), r.job.ID); err != nil {
+				return fmt.Errorf("skip tasks: %w", err)
+			}
+			for _, rest := range r.tasks {
+				if rest.Status == app.TaskPending {
+					rest.Status = app.TaskSkipped
+				}
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// runTask runs one task with its output in the task's log. It reports
+// whether the task called complete-build.
+func (r *jobRun) runTask(t *app.Task) (bool, error) {
+	lf, err := openLog(r.svc, r.job.ID, t.Name, r.mask)
+	if err != nil {
+		return false, err
+	}
+	defer lf.Close()
+	ctx, cancel := context.WithCancelCause(r.ctx)
+	defer cancel(nil)
+	lf.limit = r.cfg.Limits.LogSize
+	lf.over = func() { cancel(errLogLimit) }
+	// A header first: a running task's log is never empty.
+	lf.Printf("Running task %s", t.Name)
+
+	stderr := &markerWriter{log: lf}
+	cmd := fmt.Sprintf(`./.tasks/%s 2>&1; rc=$?; if [ $rc -eq 0 ] && [ "$(cat ~/.complete-build 2>/dev/null)" = 1 ]; then echo %s >&2; fi; exit $rc`,
+		t.Name, completeMarker)
+	st, err := runCommand(ctx, r.guest.Client(), cmd, nil, lf, stderr)
+	stderr.flush()
+	switch {
+	case errors.Is(context.Cause(ctx), errLogLimit) && r.ctx.Err() == nil:
+		return false, fmt.Errorf("task %s: its log exceeded %s ([limits] log-size)", t.Name, formatSize(lf.limit))
+	case err != nil:
+		if cause := context.Cause(r.ctx); cause != nil {
+			return false, cause
+		}
+		return false, fmt.Errorf("task %s: %w", t.Name, err)
+	case st != 0:
+		return false, &exitError{what: "task " + t.Name, status: st}
+	}
+	return stderr.complete, nil
+}
+
+// markerWriter takes the task session's stderr: it recognises the
+// complete-build marker and passes anything else on to the task log.
+type markerWriter struct {
+	log      *logFile
+	mu       sync.Mutex
+	buf      []byte
+	complete bool
+}
+
+func (w *markerWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.line(w.buf[:i+1])
+		w.buf = w.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (w *markerWriter) line(l []byte) {
+	if string(bytes.TrimSpace(l)) == completeMarker {
+		w.complete = true
+		return
+	}
+	w.log.Write(l)
+}
+
+func (w *markerWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.line(w.buf)
+		w.buf = nil
+	}
+}
+
+// uploadArtifacts copies the manifest's artifacts out of the guest into
+// <data>/artifacts/<job>/<random>/<basename> (behaviour.md §1.9).
+func (r *jobRun) uploadArtifacts() error {
+	arts := r.m.Artifacts
+	if len(arts) == 0 {
+		return nil
+	}
+	if n := r.cfg.Limits.ArtifactsPerJob; n > 0 && len(arts) > n {
+		r.logf("Error: no more than %d artifacts per build are accepted.", n)
+		return nil
+	}
+	rnd := make([]byte, 8)
+	rand.Read(rnd)
+	rel := path.Join(fmt.Sprint(r.job.ID), hex.EncodeToString(rnd))
+	for _, a := range arts {
+		r.logf("Uploading %s", a)
+		if err := r.uploadArtifact(a, rel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *jobRun) uploadArtifact(guest, rel string) error {
+	p := guestPath(guest)
+	size, err := r.artifactSize(guest, p)
+	if err != nil {
+		return err
+	}
+	limit := r.cfg.Limits.ArtifactSize
+	if limit > 0 && size > limit {
+		return fmt.Errorf("artifact %s is %s, more than the %s allowed per artifact ([limits] artifact-size)", guest, formatSize(size), formatSize(limit))
+	}
+	name := path.Base(guest)
+	a := &app.Artifact{JobID: r.job.ID, Name: name, Path: guest, File: path.Join(rel, name)}
+	dst := r.svc.ArtifactPath(a)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return fmt.Errorf("store artifact: %w", err)
+	}
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("store artifact: %w", err)
+	}
+	ctx, cancel := context.WithCancelCause(r.ctx)
+	defer cancel(nil)
+	w := &limitedFile{f: f, limit: limit, stop: func() { cancel(errLogLimit) }}
+	st, err := runCommand(ctx, r.guest.Client(), "cat -- "+p, nil, w, r.setup)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	switch {
+	case w.over:
+		os.Remove(dst)
+		if cause := context.Cause(r.ctx); cause != nil {
+			return cause
+		}
+		return fmt.Errorf("artifact %s grew past the %s allowed per artifact ([limits] artifact-size) while it was copied", guest, formatSize(limit))
+	case err != nil:
+		os.Remove(dst)
+		if cause := context.Cause(r.ctx); cause != nil {
+			return cause
+		}
+		return fmt.Errorf("copy artifact %s: %w", guest, err)
+	case st != 0:
+		os.Remove(dst)
+		return &exitError{what: "copy artifact " + guest, status: st}
+	}
+	a.Size = w.n
+	if err := r.svc.AddArtifact(r.dbCtx(), a); err != nil {
+		os.Remove(dst)
+		return fmt.Errorf("record artifact %s: %w", guest, err)
+	}
+	r.logf("Uploaded %s (%s)", name, formatSize(a.Size))
+	return nil
+}
+
+// artifactSize checks that an artifact is a regular file and returns its
+// size.
+func (r *jobRun) artifactSize(guest, p string) (int64, error) {
+	var out bytes.Buffer
+	cmd := fmt.Sprintf(`if [ ! -f %[1]s ]; then echo "not a regular file" >&2; exit 1; fi; wc -c < %[1]s`, p)
+	st, err := runCommand(r.ctx, r.guest.Client(), cmd, nil, &out, r.setup)
+	if err != nil {
+		if cause := context.Cause(r.ctx); cause != nil {
+			return 0, cause
+		}
+		return 0, fmt.Errorf("artifact %s: %w", guest, err)
+	}
+	if st != 0 {
+		return 0, fmt.Errorf("artifact %s is not a regular file in the guest (relative paths start at the build user's home)", guest)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(out.String()), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("artifact %s: unexpected size %q", guest, out.String())
+	}
+	return n, nil
+}
+
+// limitedFile writes at most limit bytes (0 = no limit) and remembers
+// whether more came.
+type limitedFile struct {
+	f     *os.File
+	limit int64
+	stop  func()
+	n     int64
+	over  bool
+}
+
+func (w *limitedFile) Write(p []byte) (int, error) {
+	if w.limit > 0 && w.n+int64(len(p)) > w.limit {
+		if !w.over {
+			w.over = true
+			w.stop()
+		}
+		return 0, errLogLimit
+	}
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	return n, err
+}

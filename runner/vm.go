@@ -1,0 +1,417 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/digitalocean/go-qemu/qmp"
+	"golang.org/x/crypto/ssh"
+
+	"builds/images"
+)
+
+// Deadlines of the VM layer.
+const (
+	defaultBootTimeout = 60 * time.Second // TCG; images.md §3.3 suggests 60 s (20 s with KVM)
+	sshAttempts        = 5                // dials after the ready marker
+	qmpTimeout         = 2 * time.Second  // per QMP command
+	quitGrace          = 3 * time.Second  // QMP quit -> exit
+	termGrace          = 3 * time.Second  // SIGTERM -> exit
+	killGrace          = 5 * time.Second  // SIGKILL -> reaped
+)
+
+// errBootTimeout marks a boot that did not reach the ready marker in time;
+// StartVM retries those once (rare slow kernel phases under TCG).
+var errBootTimeout = errors.New("boot timed out")
+
+// VMConfig describes one VM.
+type VMConfig struct {
+	Image     *images.Image
+	CPUs      int
+	MemoryMiB int
+	Accel     string // "kvm" or "tcg", resolved by ProbeAccel
+	CPUModel  string // TCG CPU model, default qemu64; KVM always uses host
+	WorkDir   string // per-VM directory, created by the caller
+	// Console receives a copy of the serial console (may be nil). It is
+	// written from QEMU's output path: a slow writer stalls the guest.
+	Console       io.Writer
+	BootTimeout   time.Duration
+	AuthorizedKey ssh.PublicKey // per-job key passed through fw_cfg (replaces the image's)
+	ClientSigner  ssh.Signer    // signs in as the image's user; nil = the image's baked key
+}
+
+// vmState is the lifecycle of a VM; transitions only go forward.
+type vmState int
+
+const (
+	vmBooting vmState = iota
+	vmRunning
+	vmClosed
+)
+
+// VM is a running guest with an open SSH connection.
+type VM struct {
+	cfg     VMConfig
+	cmd     *exec.Cmd
+	pgid    int
+	port    int
+	overlay string
+	keyFile string
+	qmpPath string
+	qmpDir  string // temp dir for the socket when WorkDir is too long for one
+	console *console
+	stderr  *capWriter
+	exited  chan struct{}
+	waitErr error
+	mon     *qmp.SocketMonitor
+	client  *ssh.Client
+	started time.Time
+	bootDur time.Duration
+
+	mu    sync.Mutex
+	state vmState
+}
+
+// StartVM boots a guest from cfg.Image on a fresh qcow2 overlay in
+// cfg.WorkDir and returns once SSH works. Readiness comes from the image's
+// marker on the serial console, then SSH is dialled a few times with the
+// host key pinned. A kernel panic or QEMU exit fails with the console tail;
+// a boot that times out is retried once.
+func StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
+	return startVM(ctx, cfg, bootSpec{})
+}
+
+// startVM is StartVM with an explicit kernel/initrd/cmdline (zero = the
+// image's own); benchmarks use it to boot the stock way.
+func startVM(ctx context.Context, cfg VMConfig, spec bootSpec) (*VM, error) {
+	if err := checkConfig(&cfg); err != nil {
+		return nil, err
+	}
+	if spec.Kernel == "" {
+		spec = bootSpec{Kernel: cfg.Image.Kernel(), Initrd: cfg.Image.Initrd(), Cmdline: cfg.Image.Meta.Cmdline}
+	}
+	hostKey, err := cfg.Image.HostKey()
+	if err != nil {
+		return nil, fmt.Errorf("start vm: %w", err)
+	}
+	signer := cfg.ClientSigner
+	if signer == nil {
+		if signer, err = loadSigner(cfg.Image.ClientKeyPath()); err != nil {
+			return nil, fmt.Errorf("start vm: %w", err)
+		}
+	}
+	sshCfg := &ssh.ClientConfig{
+		User:              cfg.Image.Meta.User,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback:   ssh.FixedHostKey(hostKey),
+		HostKeyAlgorithms: []string{hostKey.Type()},
+	}
+	for attempt := 1; ; attempt++ {
+		vm, err := bootOnce(ctx, cfg, spec, sshCfg)
+		if err == nil {
+			return vm, nil
+		}
+		if !errors.Is(err, errBootTimeout) || attempt == 2 || ctx.Err() != nil {
+			return nil, err
+		}
+		slog.Warn("vm boot timed out, retrying once", "image", cfg.Image.Name, "err", err)
+	}
+}
+
+// checkConfig validates cfg and fills defaults.
+func checkConfig(cfg *VMConfig) error {
+	switch {
+	case cfg.Image == nil:
+		return errors.New("start vm: no image")
+	case cfg.CPUs < 1:
+		return fmt.Errorf("start vm: cpus %d < 1", cfg.CPUs)
+	case cfg.MemoryMiB < 128:
+		return fmt.Errorf("start vm: memory %d MiB < 128", cfg.MemoryMiB)
+	case cfg.Accel != "kvm" && cfg.Accel != "tcg":
+		return fmt.Errorf("start vm: accel %q: want kvm or tcg (resolve auto with ProbeAccel)", cfg.Accel)
+	case cfg.AuthorizedKey != nil && cfg.ClientSigner == nil:
+		return errors.New("start vm: a per-job AuthorizedKey needs its ClientSigner")
+	}
+	if fi, err := os.Stat(cfg.WorkDir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("start vm: work dir %q is not a directory", cfg.WorkDir)
+	}
+	if cfg.BootTimeout <= 0 {
+		cfg.BootTimeout = defaultBootTimeout
+	}
+	return nil
+}
+
+// bootOnce makes one boot attempt. On error everything it started is gone.
+func bootOnce(ctx context.Context, cfg VMConfig, spec bootSpec, sshCfg *ssh.ClientConfig) (*VM, error) {
+	vm := &VM{cfg: cfg, overlay: filepath.Join(cfg.WorkDir, "disk.qcow2")}
+	os.Remove(vm.overlay)
+	if err := createOverlay(ctx, cfg.Image.Disk(), vm.overlay); err != nil {
+		return nil, fmt.Errorf("start vm: %w", err)
+	}
+	if err := vm.prepare(); err != nil {
+		vm.cleanup()
+		return nil, err
+	}
+	var err error
+	for try := 0; try < 3; try++ { // new port when another process took ours
+		if err = vm.launch(spec); err == nil {
+			break
+		}
+		if !isPortClash(vm.stderr.String()) {
+			break
+		}
+	}
+	if err != nil {
+		vm.cleanup()
+		return nil, err
+	}
+	if err := vm.waitReady(ctx); err != nil {
+		vm.Close()
+		return nil, err
+	}
+	if err := vm.connect(ctx, sshCfg); err != nil {
+		vm.Close()
+		return nil, err
+	}
+	vm.mu.Lock()
+	vm.state = vmRunning
+	vm.mu.Unlock()
+	return vm, nil
+}
+
+// prepare writes the per-job key and picks the QMP socket path.
+func (vm *VM) prepare() error {
+	if k := vm.cfg.AuthorizedKey; k != nil {
+		vm.keyFile = filepath.Join(vm.cfg.WorkDir, "authorized_keys")
+		if err := os.WriteFile(vm.keyFile, ssh.MarshalAuthorizedKey(k), 0o600); err != nil {
+			return fmt.Errorf("start vm: write key: %w", err)
+		}
+	}
+	vm.qmpPath = filepath.Join(vm.cfg.WorkDir, "qmp.sock")
+	if len(vm.qmpPath) > 100 { // sun_path holds 108 bytes
+		dir, err := os.MkdirTemp("", "builds-qmp-")
+		if err != nil {
+			return fmt.Errorf("start vm: %w", err)
+		}
+		vm.qmpDir, vm.qmpPath = dir, filepath.Join(dir, "qmp.sock")
+	}
+	return nil
+}
+
+// launch starts QEMU in its own process group. It returns an error if QEMU
+// exits at once (e.g. the forwarded port was taken).
+func (vm *VM) launch(spec bootSpec) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	vm.port = port
+	os.Remove(vm.qmpPath)
+	vm.console = newConsole(vm.cfg.Image.Meta.ReadyMarker, vm.cfg.Console)
+	vm.stderr = &capWriter{max: 16 << 10}
+	vm.exited = make(chan struct{})
+	vm.cmd = exec.Command(qemuBinary, qemuArgs(vm.cfg, spec, vm.overlay, vm.qmpPath, vm.keyFile, port)...)
+	vm.cmd.Stdout = vm.console
+	vm.cmd.Stderr = vm.stderr
+	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	vm.started = time.Now()
+	if err := vm.cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", qemuBinary, err)
+	}
+	vm.pgid = vm.cmd.Process.Pid
+	go func() {
+		vm.waitErr = vm.cmd.Wait()
+		close(vm.exited)
+	}()
+	// QEMU validates its arguments and binds hostfwd before the guest runs.
+	select {
+	case <-vm.exited:
+		return fmt.Errorf("qemu exited at start (%v): %s", vm.waitErr, vm.stderr.String())
+	case <-time.After(150 * time.Millisecond):
+		return nil
+	}
+}
+
+// waitReady waits for the ready marker, a kernel panic, QEMU's exit, the
+// boot timeout or ctx, whichever comes first.
+func (vm *VM) waitReady(ctx context.Context) error {
+	timer := time.NewTimer(vm.cfg.BootTimeout)
+	defer timer.Stop()
+	select {
+	case <-vm.console.ready:
+		return nil
+	case <-vm.console.panicked:
+		select { // panic=-1 + -no-reboot: QEMU exits; let the rest arrive
+		case <-vm.exited:
+		case <-time.After(2 * time.Second):
+		}
+		return fmt.Errorf("boot %s: kernel panic; console:\n%s", vm.cfg.Image.Name, vm.console.Tail())
+	case <-vm.exited:
+		return fmt.Errorf("boot %s: qemu exited (%v): %s; console:\n%s", vm.cfg.Image.Name, vm.waitErr, vm.stderr.String(), vm.console.Tail())
+	case <-timer.C:
+		return fmt.Errorf("boot %s: no %q on the console after %s: %w; console:\n%s",
+			vm.cfg.Image.Name, vm.cfg.Image.Meta.ReadyMarker, vm.cfg.BootTimeout, errBootTimeout, vm.console.Tail())
+	case <-ctx.Done():
+		return fmt.Errorf("boot %s: %w", vm.cfg.Image.Name, ctx.Err())
+	}
+}
+
+// connect opens QMP and the SSH connection the VM keeps for its lifetime.
+func (vm *VM) connect(ctx context.Context, sshCfg *ssh.ClientConfig) error {
+	mon, err := qmp.NewSocketMonitor("unix", vm.qmpPath, qmpTimeout)
+	if err == nil {
+		if err = mon.Connect(); err != nil {
+			mon.Disconnect()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("connect qmp: %w", err)
+	}
+	vm.mon = mon
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(vm.port))
+	var last error
+	for i := 0; i < sshAttempts; i++ {
+		if i > 0 {
+			select {
+			case <-time.After(300 * time.Millisecond):
+			case <-vm.exited:
+				return fmt.Errorf("ssh: qemu exited (%v); console:\n%s", vm.waitErr, vm.console.Tail())
+			case <-ctx.Done():
+				return fmt.Errorf("ssh: %w", ctx.Err())
+			}
+		}
+		c, err := dialSSH(addr, sshCfg, time.Duration(2+2*i)*time.Second)
+		if err == nil {
+			vm.client = c
+			vm.bootDur = time.Since(vm.started)
+			return nil
+		}
+		last = err
+	}
+	return fmt.Errorf("ssh to %s after the ready marker: %w; console:\n%s", vm.cfg.Image.Name, last, vm.console.Tail())
+}
+
+// dialSSH dials and handshakes with a deadline covering both.
+func dialSSH(addr string, cfg *ssh.ClientConfig, timeout time.Duration) (*ssh.Client, error) {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetDeadline(time.Now().Add(timeout))
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// Client returns the VM's SSH connection; open one session per command.
+func (vm *VM) Client() *ssh.Client { return vm.client }
+
+// Port returns the host port forwarded to the guest's SSH.
+func (vm *VM) Port() int { return vm.port }
+
+// BootDuration is the time from QEMU's start to a working SSH connection.
+func (vm *VM) BootDuration() time.Duration { return vm.bootDur }
+
+// Done is closed when QEMU has exited (for whatever reason).
+func (vm *VM) Done() <-chan struct{} { return vm.exited }
+
+// ConsoleTail returns the last lines of the serial console.
+func (vm *VM) ConsoleTail() string { return vm.console.Tail() }
+
+// Close stops the VM: QMP quit, then SIGTERM to QEMU's process group, then
+// SIGKILL, each with a deadline. It always reaps QEMU and removes the
+// overlay. Closing twice is harmless.
+func (vm *VM) Close() error {
+	vm.mu.Lock()
+	if vm.state == vmClosed {
+		vm.mu.Unlock()
+		return nil
+	}
+	vm.state = vmClosed
+	vm.mu.Unlock()
+	if vm.client != nil {
+		vm.client.Close()
+	}
+	var err error
+	if vm.cmd != nil && vm.cmd.Process != nil {
+		err = vm.stop()
+	}
+	vm.cleanup()
+	return err
+}
+
+// stop ends QEMU and waits until it is reaped.
+func (vm *VM) stop() error {
+	if vm.mon != nil {
+		res := make(chan error, 1)
+		go func() {
+			_, err := vm.mon.Run([]byte(`{"execute":"quit"}`))
+			res <- err
+		}()
+		select {
+		case <-res:
+		case <-vm.exited:
+		case <-time.After(qmpTimeout):
+		}
+	}
+	for _, step := range []struct {
+		sig   syscall.Signal
+		grace time.Duration
+	}{{0, quitGrace}, {syscall.SIGTERM, termGrace}, {syscall.SIGKILL, killGrace}} {
+		if step.sig != 0 {
+			syscall.Kill(-vm.pgid, step.sig)
+		}
+		select {
+		case <-vm.exited:
+			if vm.mon != nil {
+				vm.mon.Disconnect()
+			}
+			syscall.Kill(-vm.pgid, syscall.SIGKILL) // anything left in the group
+			return nil
+		case <-time.After(step.grace):
+		}
+	}
+	return fmt.Errorf("stop vm: qemu (pid %d) survived SIGKILL for %s", vm.pgid, killGrace)
+}
+
+// cleanup removes the files the VM created in its work directory.
+func (vm *VM) cleanup() {
+	os.Remove(vm.overlay)
+	if vm.keyFile != "" {
+		os.Remove(vm.keyFile)
+	}
+	if vm.qmpPath != "" {
+		os.Remove(vm.qmpPath)
+	}
+	if vm.qmpDir != "" {
+		os.RemoveAll(vm.qmpDir)
+	}
+}
+
+// loadSigner reads an unencrypted private key file.
+func loadSigner(path string) (ssh.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read client key: %w", err)
+	}
+	s, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("parse client key %s: %w", path, err)
+	}
+	return s, nil
+}
