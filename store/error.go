@@ -40,6 +40,7 @@ var foreignKeyMessages = map[string]string{
 	"job group":        "group owner does not exist",
 	"group trigger":    "job group does not exist",
 	"trigger delivery": "job or job group does not exist",
+	"session":          "user does not exist",
 }
 
 // checkMessages names each CHECK constraint of the schema.

@@ -49,8 +49,8 @@ func (db *DB) FindSecrets(ctx context.Context, userID int64, p app.Page) ([]*app
 		return nil, fmt.Errorf("find secrets: %w", err)
 	}
 	defer t.Rollback()
-	where, args := pageWhere("user_id = ?", []any{userID}, p)
-	list, err := queryList(ctx, t, scanSecret, `SELECT `+secretColumns+` FROM secrets WHERE `+where, args...)
+	cond, args := pageClause("user_id = ?", []any{userID}, p)
+	list, err := queryList(ctx, t, scanSecret, `SELECT `+secretColumns+` FROM secrets WHERE `+cond, args...)
 	if err != nil {
 		return nil, fmt.Errorf("find secrets of user %d: %w", userID, formatError(err, "secret"))
 	}
@@ -102,9 +102,9 @@ func (db *DB) DeleteSecret(ctx context.Context, userID int64, uuid string) error
 	return t.commit("delete secret")
 }
 
-// pageWhere appends keyset paging to a WHERE condition: rows with id <=
+// pageClause appends keyset paging to a WHERE condition: rows with id <=
 // BeforeID, newest first, at most Limit (0 = all).
-func pageWhere(cond string, args []any, p app.Page) (string, []any) {
+func pageClause(cond string, args []any, p app.Page) (string, []any) {
 	if p.BeforeID != nil {
 		cond += " AND id <= ?"
 		args = append(args, *p.BeforeID)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"builds/app"
 )
@@ -63,10 +64,13 @@ func (db *DB) FindTasksForJobs(ctx context.Context, jobIDs []int64) (map[int64][
 		return nil, fmt.Errorf("find tasks: %w", err)
 	}
 	defer t.Rollback()
-	for start := 0; start < len(jobIDs); start += maxBatch {
-		ids := jobIDs[start:min(start+maxBatch, len(jobIDs))]
+	ids := slices.Clone(jobIDs)
+	slices.Sort(ids)
+	ids = slices.Compact(ids) // a job in two batches would get its tasks twice
+	for start := 0; start < len(ids); start += maxBatch {
+		batch := ids[start:min(start+maxBatch, len(ids))]
 		tasks, err := queryList(ctx, t, scanTask, `SELECT `+taskColumns+` FROM tasks
-			WHERE job_id IN (`+placeholders(len(ids))+`) ORDER BY job_id, seq`, anySlice(ids)...)
+			WHERE job_id IN (`+placeholders(len(batch))+`) ORDER BY job_id, seq`, anySlice(batch)...)
 		if err != nil {
 			return nil, fmt.Errorf("find tasks of %d jobs: %w", len(jobIDs), formatError(err, "task"))
 		}

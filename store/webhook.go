@@ -75,8 +75,8 @@ func (db *DB) FindWebhooks(ctx context.Context, userID int64, p app.Page) ([]*ap
 		return nil, fmt.Errorf("find webhooks: %w", err)
 	}
 	defer t.Rollback()
-	where, args := pageWhere("user_id = ?", []any{userID}, p)
-	list, err := queryList(ctx, t, scanWebhook, `SELECT `+webhookColumns+` FROM webhook_subscriptions WHERE `+where, args...)
+	cond, args := pageClause("user_id = ?", []any{userID}, p)
+	list, err := queryList(ctx, t, scanWebhook, `SELECT `+webhookColumns+` FROM webhook_subscriptions WHERE `+cond, args...)
 	if err != nil {
 		return nil, fmt.Errorf("find webhooks of user %d: %w", userID, formatError(err, "webhook"))
 	}
@@ -173,8 +173,8 @@ func (db *DB) FindWebhookDeliveries(ctx context.Context, subscriptionID int64, p
 		return nil, fmt.Errorf("find webhook deliveries: %w", err)
 	}
 	defer t.Rollback()
-	where, args := pageWhere("subscription_id = ?", []any{subscriptionID}, p)
-	list, err := queryList(ctx, t, scanDelivery, `SELECT `+deliveryColumns+` FROM webhook_deliveries WHERE `+where, args...)
+	cond, args := pageClause("subscription_id = ?", []any{subscriptionID}, p)
+	list, err := queryList(ctx, t, scanDelivery, `SELECT `+deliveryColumns+` FROM webhook_deliveries WHERE `+cond, args...)
 	if err != nil {
 		return nil, fmt.Errorf("find deliveries of webhook %d: %w", subscriptionID, formatError(err, "webhook delivery"))
 	}
