@@ -437,3 +437,20 @@ func (e *env) publicKey() ed25519.PublicKey {
 	}
 	return ed25519.PublicKey(raw)
 }
+
+// settle waits until every event so far is handled and the triggers it
+// started have finished.
+func (e *env) settle() {
+	e.t.Helper()
+	waitFor(e.t, "event queue to drain", func() bool {
+		e.d.mu.Lock()
+		defer e.d.mu.Unlock()
+		return len(e.d.queue) == 0 && !e.d.handling
+	})
+	e.d.triggers.Wait()
+}
+
+// userContext acts as e.user through a web session.
+func (e *env) userContext() context.Context {
+	return app.NewContextWithAuth(context.Background(), &app.Auth{Kind: app.AuthSession, User: e.user})
+}

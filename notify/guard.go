@@ -36,22 +36,22 @@ func (p addrPolicy) check(ip netip.Addr) error {
 		if p.allowLoopback {
 			return nil
 		}
-		why = "loopback"
+		why = "a loopback"
 	case ip.IsUnspecified() || ip.Is4() && ip.As4()[0] == 0:
-		why = "unspecified"
+		why = "an unspecified"
 	case ip.IsLinkLocalUnicast():
-		why = "link-local"
+		why = "a link-local"
 	case ip.IsMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		why = "multicast or broadcast"
+		why = "a multicast or broadcast"
 	case ip.IsPrivate():
 		if p.allowPrivate {
 			return nil
 		}
-		why = "private network"
+		why = "a private network"
 	default:
 		return nil
 	}
-	return fmt.Errorf("%w: %s is a %s address", errRefused, ip, why)
+	return fmt.Errorf("%w: %s is %s address", errRefused, ip, why)
 }
 
 // control is a net.Dialer Control function enforcing the policy.

@@ -60,6 +60,8 @@ type Dispatcher struct {
 	Concurrency int
 	// MailTLS is the base TLS configuration for SMTP (nil: system roots).
 	MailTLS *tls.Config
+	// CloseGrace is how long Close lets running triggers finish.
+	CloseGrace time.Duration
 
 	svc    *app.Service
 	cfg    *app.Config
@@ -71,8 +73,10 @@ type Dispatcher struct {
 
 	mu       sync.Mutex
 	queue    []jobEvent
+	handling bool // the event loop is working on an event
 	closing  bool
 	inflight map[int64]bool // deliveries being sent
+	triggers sync.WaitGroup // running trigger batches
 
 	wakeEvents     chan struct{}
 	wakeDeliveries chan struct{}
@@ -104,6 +108,7 @@ func NewDispatcher(svc *app.Service, cfg *app.Config, log *slog.Logger, render W
 		MaxBackoff:     10 * time.Minute,
 		PollInterval:   5 * time.Second,
 		Concurrency:    8,
+		CloseGrace:     5 * time.Second,
 		svc:            svc,
 		cfg:            cfg,
 		log:            log,
@@ -144,9 +149,10 @@ func (d *Dispatcher) Start(ctx context.Context) {
 }
 
 // Close stops accepting events, finishes queueing webhook deliveries for
-// the events already received (so they survive the restart), then stops
-// all network work. Deliveries cut short stay queued in the database and
-// are retried by the next Start; triggers cut short are recorded as failed.
+// the events already received (so they survive the restart), lets running
+// triggers finish for up to CloseGrace, then stops all network work.
+// Deliveries cut short stay queued in the database and are retried by the
+// next Start; triggers cut short are recorded as failed.
 func (d *Dispatcher) Close() error {
 	d.mu.Lock()
 	if d.closing {
@@ -164,6 +170,16 @@ func (d *Dispatcher) Close() error {
 	case <-d.eventsDone:
 	case <-time.After(30 * time.Second):
 		d.log.Error("notify: gave up waiting for the event queue to drain")
+	}
+	// Give running triggers a moment to finish before cutting them short.
+	done := make(chan struct{})
+	go func() {
+		d.triggers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d.CloseGrace):
 	}
 	d.cancel()
 	d.wg.Wait()
@@ -211,8 +227,12 @@ func (d *Dispatcher) eventLoop(ctx context.Context) {
 		ev := d.queue[0]
 		d.queue[0] = jobEvent{}
 		d.queue = d.queue[1:]
+		d.handling = true
 		d.mu.Unlock()
 		d.handle(ctx, ev)
+		d.mu.Lock()
+		d.handling = false
+		d.mu.Unlock()
 	}
 }
 
@@ -228,18 +248,20 @@ func (d *Dispatcher) handle(ctx context.Context, ev jobEvent) {
 		return
 	}
 	job := ev.job
+	d.goTriggers(func() { d.jobTriggers(d.ctx, &job) })
+	if job.GroupID != nil {
+		d.goTriggers(func() { d.groupTriggers(d.ctx, &job) })
+	}
+}
+
+func (d *Dispatcher) goTriggers(run func()) {
 	d.wg.Add(1)
+	d.triggers.Add(1)
 	go func() {
 		defer d.wg.Done()
-		d.jobTriggers(d.ctx, &job)
+		defer d.triggers.Done()
+		run()
 	}()
-	if job.GroupID != nil {
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			d.groupTriggers(d.ctx, &job)
-		}()
-	}
 }
 
 // appendLog writes one line to the end of a job's setup log.
