@@ -97,7 +97,11 @@ func findJobs(ctx context.Context, t *tx, f app.JobFilter) ([]*app.Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	query := `SELECT ` + jobColumns + ` FROM jobs WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id DESC`
+	query := `SELECT ` + jobColumns + ` FROM jobs`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	query += ` ORDER BY id DESC`
 	if f.Limit > 0 {
 		query += ` LIMIT ?`
 		args = append(args, f.Limit)
@@ -106,10 +110,9 @@ func findJobs(ctx context.Context, t *tx, f app.JobFilter) ([]*app.Job, error) {
 	return jobs, formatError(err, "job")
 }
 
-// jobWhere turns f into WHERE clauses joined by AND, with their arguments.
-// Values only ever travel as arguments.
+// jobWhere turns f into WHERE clauses, to be joined by AND, and their
+// arguments. Values only ever travel as arguments, never inside the SQL.
 func jobWhere(f app.JobFilter) (where []string, args []any, err error) {
-	where = []string{"1 = 1"}
 	if v := f.ID; v != nil {
 		where, args = append(where, "id = ?"), append(args, *v)
 	}
