@@ -57,7 +57,7 @@ func TestEmailTrigger(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.Mail.SMTPHost, cfg.Mail.SMTPPort, cfg.Mail.SMTPEncryption = "127.0.0.1", ms.port, tt.encryption
 			cfg.Mail.SMTPUser, cfg.Mail.SMTPPassword = tt.user, tt.pass
-			e := newEnv(t, cfg, nil)
+			e := newEnv(t, cfg)
 			e.d.MailTLS = &tls.Config{RootCAs: pool}
 
 			job := e.runToEnd(jobSpec{manifest: emailManifest, tags: "frob/main", note: &note, tasks: emailTasks}, app.JobFailed)
@@ -138,7 +138,7 @@ func TestEmailTriggerConditions(t *testing.T) {
 	ms := newMailServer(t, "none", nil)
 	cfg := testConfig(t)
 	cfg.Mail.SMTPHost, cfg.Mail.SMTPPort, cfg.Mail.SMTPEncryption = "127.0.0.1", ms.port, "none"
-	e := newEnv(t, cfg, nil)
+	e := newEnv(t, cfg)
 	manifest := `image: debian/stable
 tasks:
   - build: make
@@ -227,7 +227,7 @@ func TestEmailTriggerErrors(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.Mail.SMTPHost, cfg.Mail.SMTPPort, cfg.Mail.SMTPEncryption = "127.0.0.1", ms.port, "none"
 			tt.setup(cfg, ms)
-			e := newEnv(t, cfg, nil)
+			e := newEnv(t, cfg)
 			job := e.runToEnd(jobSpec{manifest: manifest}, app.JobSuccess)
 			recs := e.deliveries(job.ID, tt.attempts)
 			last := recs[len(recs)-1]
@@ -270,7 +270,7 @@ func TestEmailPGPSigned(t *testing.T) {
 	if err := os.WriteFile(cfg.Mail.PGPKey, keyBuf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, cfg, nil)
+	e := newEnv(t, cfg)
 	job := e.runToEnd(jobSpec{manifest: emailManifest, tasks: emailTasks}, app.JobSuccess)
 	if recs := e.deliveries(job.ID, 1); recs[0].Status != "sent" {
 		t.Fatalf("record %+v", recs[0])

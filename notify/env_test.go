@@ -29,6 +29,7 @@ import (
 
 	"builds/app"
 	"builds/store"
+	"builds/web"
 )
 
 // t0 is the fixed creation time of test jobs; jobs finish at t0+finishAfter.
@@ -43,8 +44,27 @@ type env struct {
 	cfg  *app.Config
 	db   *store.DB
 	svc  *app.Service
-	d    *Dispatcher
-	user *app.User
+	d     *Dispatcher
+	user  *app.User
+	clock *clock // the Service's clock
+}
+
+// clock is a settable time source.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 // testConfig returns a config for tests: loopback receivers allowed, short
@@ -61,11 +81,12 @@ func testConfig(t *testing.T) *app.Config {
 	return cfg
 }
 
-// newEnv opens a store on cfg's data dir and starts a Dispatcher on it.
-func newEnv(t *testing.T, cfg *app.Config, render WebhookRenderer) *env {
+// newEnv opens a store on cfg's data dir and starts a Dispatcher on it,
+// rendering user webhooks with the real GraphQL API (web.Server).
+func newEnv(t *testing.T, cfg *app.Config) *env {
 	t.Helper()
-	e := &env{t: t, cfg: cfg, path: filepath.Join(cfg.Builds.DataDir, "builds.db")}
-	e.open(render)
+	e := &env{t: t, cfg: cfg, path: filepath.Join(cfg.Builds.DataDir, "builds.db"), clock: &clock{now: t0.Add(finishAfter)}}
+	e.open()
 	ctx := context.Background()
 	if u, err := e.db.FindUserByName(ctx, "alice"); err == nil {
 		e.user = u
@@ -79,7 +100,7 @@ func newEnv(t *testing.T, cfg *app.Config, render WebhookRenderer) *env {
 }
 
 // open (re)opens the database and starts a new Service and Dispatcher.
-func (e *env) open(render WebhookRenderer) {
+func (e *env) open() {
 	t := e.t
 	t.Helper()
 	db, err := store.Open(context.Background(), e.path)
@@ -91,9 +112,10 @@ func (e *env) open(render WebhookRenderer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc.Now = func() time.Time { return t0.Add(finishAfter) }
+	svc.Now = e.clock.Now
 	svc.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	d, err := NewDispatcher(svc, e.cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})), render)
+	d, err := NewDispatcher(svc, e.cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		&web.Server{Service: svc, Config: e.cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +279,7 @@ func newMailServer(t *testing.T, mode string, cert *tls.Certificate) *mailServer
 	}))
 	s.Domain = "mx.test"
 	s.AllowInsecureAuth = true // the loopback-only plain-text auth case
-	s.ErrorLog = log{t}
+	s.ErrorLog = smtpLog{t}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -276,10 +298,10 @@ func newMailServer(t *testing.T, mode string, cert *tls.Certificate) *mailServer
 	return ms
 }
 
-type log struct{ t *testing.T }
+type smtpLog struct{ t *testing.T }
 
-func (l log) Printf(format string, v ...any) { l.t.Logf("smtp server: "+format, v...) }
-func (l log) Println(v ...any)               { l.t.Log(append([]any{"smtp server:"}, v...)...) }
+func (l smtpLog) Printf(format string, v ...any) { l.t.Logf("smtp server: "+format, v...) }
+func (l smtpLog) Println(v ...any)               { l.t.Log(append([]any{"smtp server:"}, v...)...) }
 
 func (ms *mailServer) messages() []*received {
 	ms.mu.Lock()

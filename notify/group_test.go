@@ -38,7 +38,7 @@ func newGroupEnv(t *testing.T) *groupEnv {
 	ms := newMailServer(t, "none", nil)
 	cfg := testConfig(t)
 	cfg.Mail.SMTPHost, cfg.Mail.SMTPPort, cfg.Mail.SMTPEncryption = "127.0.0.1", ms.port, "none"
-	e := newEnv(t, cfg, nil)
+	e := newEnv(t, cfg)
 	return &groupEnv{env: e, ms: ms, hook: newHookServer(t, e.publicKey())}
 }
 

@@ -26,21 +26,21 @@ import (
 )
 
 // WebhookRenderer evaluates a user webhook subscription's GraphQL query
-// for one event and returns the JSON response to deliver. ctx carries the
-// subscriber's identity as an app.AuthWebhook (read-only, the creating
-// token's grants), so the query sees exactly what its owner may see.
-// GraphQL errors belong in the returned JSON; an error return means the
-// query could not be run at all.
+// for one event in webhook context (as the subscription's creator,
+// read-only, within the creating token's grants) and returns the JSON body
+// to deliver; GraphQL errors belong in that body. An error means the
+// subscription can no longer act (creator gone, token revoked or expired)
+// and the delivery is dropped. *web.Server implements it.
 type WebhookRenderer interface {
-	ExecuteWebhookQuery(ctx context.Context, query string, payload *app.JobEvent) ([]byte, error)
+	ExecuteWebhookQuery(ctx context.Context, sub *app.WebhookSubscription, payload app.WebhookPayload) ([]byte, error)
 }
 
 // RendererFunc adapts a function to WebhookRenderer.
-type RendererFunc func(ctx context.Context, query string, payload *app.JobEvent) ([]byte, error)
+type RendererFunc func(ctx context.Context, sub *app.WebhookSubscription, payload app.WebhookPayload) ([]byte, error)
 
 // ExecuteWebhookQuery calls f.
-func (f RendererFunc) ExecuteWebhookQuery(ctx context.Context, query string, payload *app.JobEvent) ([]byte, error) {
-	return f(ctx, query, payload)
+func (f RendererFunc) ExecuteWebhookQuery(ctx context.Context, sub *app.WebhookSubscription, payload app.WebhookPayload) ([]byte, error) {
+	return f(ctx, sub, payload)
 }
 
 var _ app.EventSink = (*Dispatcher)(nil)

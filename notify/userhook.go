@@ -47,14 +47,9 @@ func (d *Dispatcher) queueWebhooks(ctx context.Context, ev jobEvent) {
 		d.log.Warn("notify: no webhook renderer configured; user webhooks not delivered", "job_id", ev.job.ID)
 		return
 	}
-	owner, err := d.svc.Store.FindUserByID(ctx, ev.job.OwnerID)
-	if err != nil {
-		d.log.Error("notify: find job owner", "job_id", ev.job.ID, "err", err)
-		return
-	}
 	queued := false
 	for _, sub := range subs {
-		if d.queueWebhook(ctx, ev, sub, owner) {
+		if d.queueWebhook(ctx, ev, sub) {
 			queued = true
 		}
 	}
@@ -63,20 +58,26 @@ func (d *Dispatcher) queueWebhooks(ctx context.Context, ev jobEvent) {
 	}
 }
 
-// queueWebhook stores one subscription's delivery of ev.
-func (d *Dispatcher) queueWebhook(ctx context.Context, ev jobEvent, sub *app.WebhookSubscription, owner *app.User) bool {
-	grants, ok := d.subscriptionGrants(ctx, sub, ev.date)
-	if !ok || !grants.Has(app.ScopeJobs, app.RO) {
+// queueWebhook stores one subscription's delivery of ev. Subscriptions
+// that lapsed (token revoked or expired) or lack JOBS:RO get nothing.
+func (d *Dispatcher) queueWebhook(ctx context.Context, ev jobEvent, sub *app.WebhookSubscription) bool {
+	auth, err := d.svc.WebhookAuth(ctx, sub)
+	if err != nil {
+		d.log.Debug("notify: webhook subscription cannot act", "subscription_id", sub.ID, "err", err)
+		return false
+	}
+	if !auth.Can(app.ScopeJobs, app.RO) {
+		d.log.Debug("notify: webhook subscription lacks JOBS:RO", "subscription_id", sub.ID, "event", ev.event)
 		return false
 	}
 	job := ev.job
-	payload := &app.JobEvent{UUID: newUUID(), Event: ev.event, Date: ev.date, Job: &job}
-	wctx := app.NewContextWithAuth(ctx, &app.Auth{Kind: app.AuthWebhook, User: owner, Grants: grants})
-	body, err := d.render.ExecuteWebhookQuery(wctx, sub.Query, payload)
+	payload := app.WebhookPayload{UUID: newUUID(), Event: ev.event, Date: ev.date, Job: &job}
+	body, err := d.render.ExecuteWebhookQuery(ctx, sub, payload)
 	if err != nil {
-		d.log.Error("notify: run webhook query", "subscription_id", sub.ID, "job_id", job.ID, "err", err)
-		body = errorPayload(fmt.Sprintf("the webhook query could not be run: %v", err))
-	} else if len(body) > maxPayload {
+		d.log.Info("notify: webhook delivery dropped", "subscription_id", sub.ID, "job_id", job.ID, "err", err)
+		return false
+	}
+	if len(body) > maxPayload {
 		body = errorPayload(fmt.Sprintf("the webhook query's result is %d bytes, more than the %d allowed", len(body), maxPayload))
 	}
 	now := d.svc.Now().UTC()
@@ -87,32 +88,6 @@ func (d *Dispatcher) queueWebhook(ctx context.Context, ev jobEvent, sub *app.Web
 		return false
 	}
 	return true
-}
-
-// subscriptionGrants returns the grants a subscription acts with, or false
-// if it has lapsed: past its expiry, or its token revoked or expired.
-func (d *Dispatcher) subscriptionGrants(ctx context.Context, sub *app.WebhookSubscription, now time.Time) (app.Grants, bool) {
-	if sub.Expires != nil && !now.Before(*sub.Expires) {
-		return nil, false
-	}
-	if sub.TokenID != nil {
-		tok, err := d.svc.Store.FindTokenByID(ctx, *sub.TokenID)
-		if err != nil {
-			if app.ErrorCode(err) != app.ENOTFOUND {
-				d.log.Error("notify: find webhook token", "subscription_id", sub.ID, "err", err)
-			}
-			return nil, false
-		}
-		if tok.Expired(now) {
-			return nil, false
-		}
-	}
-	grants, err := app.ParseGrants(sub.Grants)
-	if err != nil {
-		d.log.Error("notify: webhook grants", "subscription_id", sub.ID, "err", err)
-		return nil, false
-	}
-	return grants, true
 }
 
 // errorPayload is a GraphQL-shaped error response.

@@ -27,7 +27,7 @@ triggers:
 }
 
 func TestWebhookTrigger(t *testing.T) {
-	e := newEnv(t, testConfig(t), nil)
+	e := newEnv(t, testConfig(t))
 	hook := newHookServer(t, e.publicKey())
 	note := "release candidate"
 	job := e.runToEnd(jobSpec{manifest: webhookManifest(hook.URL + "/hook"), tags: "proj/main", note: &note,
@@ -92,7 +92,7 @@ func TestWebhookTriggerRetries(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, testConfig(t), nil)
+			e := newEnv(t, testConfig(t))
 			hook := newHookServer(t, e.publicKey(), tt.statuses...)
 			job := e.runToEnd(jobSpec{manifest: webhookManifest(hook.URL)}, app.JobSuccess)
 			recs := e.deliveries(job.ID, len(tt.want))
@@ -145,7 +145,7 @@ func nonLoopbackIP(t *testing.T) netip.Addr {
 func TestWebhookSSRF(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Webhooks.AllowLoopback = false
-	e := newEnv(t, cfg, nil)
+	e := newEnv(t, cfg)
 	hook := newHookServer(t, e.publicKey())
 	port := hook.Listener.Addr().(*net.TCPAddr).Port
 
@@ -226,7 +226,7 @@ func TestAddrPolicy(t *testing.T) {
 }
 
 func TestTriggerNeverChangesJob(t *testing.T) {
-	e := newEnv(t, testConfig(t), nil)
+	e := newEnv(t, testConfig(t))
 	hook := newHookServer(t, e.publicKey(), 500, 500, 500)
 	job := e.runToEnd(jobSpec{manifest: webhookManifest(hook.URL)}, app.JobSuccess)
 	e.deliveries(job.ID, 3)
