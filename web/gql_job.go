@@ -83,7 +83,7 @@ func (g *schemaBuilder) tasksOf(ctx context.Context, n *gqlJob) ([]*app.Task, er
 }
 
 // origin is the public base URL used in log and artifact URLs.
-func (g *schemaBuilder) origin() string { return strings.TrimRight(g.srv.Config.Builds.Origin, "/") }
+func (g *schemaBuilder) origin() string { return strings.TrimRight(g.srv.config().Builds.Origin, "/") }
 
 // LogURL returns the public URL of a job's setup log (task "") or of a
 // task's log, as given in Log.fullURL.

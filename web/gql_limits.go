@@ -21,6 +21,11 @@ func checkLimits(doc *ast.Document) error {
 			l.frags[f.Name.Value] = f
 		}
 	}
+	// graphql-go's validation recurses forever on a fragment that spreads
+	// itself (a fatal stack overflow), so cycles are refused first.
+	if err := l.findCycle(); err != nil {
+		return err
+	}
 	for _, d := range doc.Definitions {
 		op, ok := d.(*ast.OperationDefinition)
 		if !ok {
@@ -107,4 +112,70 @@ func (l *limitWalker) fragment(sp *ast.FragmentSpread, memo map[string]int, meas
 	delete(l.active, name)
 	memo[name] = v
 	return v
+}
+
+// findCycle reports a fragment that spreads itself, directly or not,
+// looking at every fragment definition (used or not: validation visits
+// them all).
+func (l *limitWalker) findCycle() error {
+	const (
+		unseen = iota
+		open
+		done
+	)
+	state := map[string]int{}
+	var visit func(name string, set *ast.SelectionSet) error
+	spreads := func(set *ast.SelectionSet, fn func(*ast.FragmentSpread) error) error {
+		var walk func(*ast.SelectionSet) error
+		walk = func(set *ast.SelectionSet) error {
+			if set == nil {
+				return nil
+			}
+			for _, sel := range set.Selections {
+				switch sel := sel.(type) {
+				case *ast.Field:
+					if err := walk(sel.SelectionSet); err != nil {
+						return err
+					}
+				case *ast.InlineFragment:
+					if err := walk(sel.SelectionSet); err != nil {
+						return err
+					}
+				case *ast.FragmentSpread:
+					if err := fn(sel); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}
+		return walk(set)
+	}
+	visit = func(name string, set *ast.SelectionSet) error {
+		state[name] = open
+		err := spreads(set, func(sp *ast.FragmentSpread) error {
+			if sp.Name == nil {
+				return nil
+			}
+			next := sp.Name.Value
+			f := l.frags[next]
+			switch {
+			case f == nil || state[next] == done:
+				return nil
+			case state[next] == open:
+				return fmt.Errorf("fragment %q spreads itself (through %q): fragment cycles are not allowed", next, name)
+			}
+			return visit(next, f.SelectionSet)
+		})
+		state[name] = done
+		return err
+	}
+	for name, f := range l.frags {
+		if state[name] == unseen {
+			if err := visit(name, f.SelectionSet); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -50,10 +50,10 @@ func (g *schemaBuilder) userTypes() {
 		Name: "Settings",
 		Fields: graphql.Fields{
 			"sshUser": {Type: nn(graphql.String), Resolve: func(p graphql.ResolveParams) (any, error) {
-				return g.srv.Config.Runner.SSHUser, nil
+				return g.srv.config().Runner.SSHUser, nil
 			}},
 			"buildTimeout": {Type: nn(graphql.String), Resolve: func(p graphql.ResolveParams) (any, error) {
-				return g.srv.Config.JobTimeoutString(), nil
+				return g.srv.config().JobTimeoutString(), nil
 			}},
 		},
 	})

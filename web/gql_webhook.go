@@ -71,7 +71,7 @@ func (s *Server) runWebhookQuery(ctx context.Context, auth *app.Auth, query stri
 // subscriber, for WebhookSubscription.sample.
 func (s *Server) sampleEvent(ownerID int64, event app.WebhookEvent) *gqlEvent {
 	now := time.Now().UTC().Truncate(time.Second)
-	runner := s.Config.RunnerName()
+	runner := s.config().RunnerName()
 	job := &app.Job{
 		ID: -1, Created: now, Updated: now, OwnerID: ownerID,
 		Manifest:   "image: alpine/latest\ntasks:\n  - hello: echo hello world\n",

@@ -127,7 +127,7 @@ func (s *Server) readGraphQLRequest(w http.ResponseWriter, r *http.Request) (*gq
 		req, err := readGETRequest(r)
 		return req, cleanup, err
 	}
-	if limit := s.Config.Limits.UploadSize; limit > 0 {
+	if limit := s.config().Limits.UploadSize; limit > 0 {
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 	}
 	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
