@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -181,3 +182,8 @@ func linesInOrder(t testing.TB, text string, want ...string) {
 		rest = rest[i+len(w):]
 	}
 }
+
+// procGroup starts a command in its own process group.
+func procGroup() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+func sleepMS(n int) { time.Sleep(time.Duration(n) * time.Millisecond) }

@@ -192,7 +192,7 @@ func (r *jobRun) finish(st app.JobStatus, reason string) {
 			r.p.log.Error("finish job", "job_id", r.job.ID, "status", st, "err", err)
 			return
 		}
-		r.p.log.Info("job finished", "job_id", r.job.ID, "status", job.Status)
+		r.p.log.Debug("final status stored", "job_id", r.job.ID, "status", job.Status)
 	})
 }
 

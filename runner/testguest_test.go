@@ -349,13 +349,18 @@ type testGuest struct {
 func (g *testGuest) Client() *ssh.Client { return g.client }
 
 // InstallCommand stands in for the image's package manager: it records
-// the request in the home directory.
+// the request in the home directory. The package "slow-package" takes
+// five minutes to install (for cancel and timeout tests).
 func (g *testGuest) InstallCommand(pkgs []string) string {
 	q := make([]string, len(pkgs))
+	slow := ""
 	for i, p := range pkgs {
 		q[i] = shq(p)
+		if p == "slow-package" {
+			slow = "sleep 300; "
+		}
 	}
-	return "echo installing " + strings.Join(q, " ") + " && echo " + strings.Join(q, " ") + " >> ~/.installed-packages"
+	return slow + "echo installing " + strings.Join(q, " ") + " && echo " + strings.Join(q, " ") + " >> ~/.installed-packages"
 }
 
 func (g *testGuest) AddRepoCommand(name, source string) (string, error) {
@@ -380,6 +385,7 @@ type testBooter struct {
 	t         testing.TB
 	BootDelay time.Duration
 	BootErr   error
+	HomeSetup func(home string) // prepares a new guest's home
 
 	mu     sync.Mutex
 	guests map[int64]*testGuest
@@ -403,6 +409,9 @@ func (b *testBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 	home, err := os.MkdirTemp(b.t.TempDir(), "home")
 	if err != nil {
 		return nil, err
+	}
+	if b.HomeSetup != nil {
+		b.HomeSetup(home)
 	}
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	signer, err := ssh.NewSignerFromKey(priv)

@@ -243,15 +243,15 @@ func TestVMBootFailureReportsConsole(t *testing.T) {
 	img := imagestest.Bookworm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	// a root device that does not exist: the kernel panics, panic=-1 and
-	// -no-reboot end QEMU, and the error carries the console
+	// PID 1 exits at once: the kernel panics, panic=-1 and -no-reboot end
+	// QEMU, and the error carries the console
 	bad := *img
-	bad.Meta.Cmdline = strings.Replace(img.Meta.Cmdline, "root=/dev/vda", "root=/dev/vdz", 1)
+	bad.Meta.Cmdline = img.Meta.Cmdline + " init=/bin/false"
 	_, err := StartVM(ctx, VMConfig{Image: &bad, CPUs: 1, MemoryMiB: 512, Accel: "tcg", WorkDir: t.TempDir(), BootTimeout: 90 * time.Second})
 	if err == nil {
 		t.Fatal("boot with a missing root device succeeded")
 	}
-	if !strings.Contains(err.Error(), "console:") {
+	if !strings.Contains(err.Error(), "console:") || !strings.Contains(err.Error(), "Kernel panic") {
 		t.Fatalf("error lacks the console tail: %v", err)
 	}
 	t.Logf("error (expected): %.300s", err)
