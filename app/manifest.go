@@ -284,28 +284,15 @@ type manifestPair struct {
 func (kv manifestPair) name() string { return kv.key.Value }
 
 func (p *manifestParser) parse(root *yaml.Node, m *Manifest) {
-	var pairs []manifestPair
-	if root = resolveNode(root); root != nil && !isNull(root) {
-		if root.Kind != yaml.MappingNode {
-			p.errorf(root.Line, "", "Expected manifest to be a YAML mapping of keys to values, got %s", describeNode(root))
-			return
-		}
-		pairs = p.mappingPairs(root, "")
+	keys, ok := p.topLevel(root)
+	if !ok {
+		return
 	}
-	keys := map[string]manifestPair{}
-	for _, kv := range pairs {
-		if kv.key.Kind == yaml.ScalarNode {
-			keys[kv.name()] = kv
-		}
-	}
+	// field returns a top-level key's pair; null values count as absent.
 	field := func(name string) (manifestPair, bool) {
 		kv, ok := keys[name]
-		if ok && isNull(kv.value) {
-			return kv, false
-		}
-		return kv, ok
+		return kv, ok && !isNull(kv.value)
 	}
-
 	p.parseImage(keys["image"], m)
 	if kv, ok := field("arch"); ok {
 		m.Arch = p.stringValue(kv, "Expected arch to be a string")
@@ -339,20 +326,49 @@ func (p *manifestParser) parse(root *yaml.Node, m *Manifest) {
 		m.OAuth = p.stringValue(kv, "Expected oauth to be a string")
 		p.oauthGrants(kv.key.Line, m.OAuth)
 	}
-	kv, ok := field("tasks")
-	if ok {
+	if kv, ok := field("tasks"); ok {
 		m.Tasks = p.tasks(kv)
 	}
-	if len(m.Tasks) == 0 && !m.Shell && (!ok || isEmptyCollection(kv.value)) {
-		line := 0
-		if kv.key != nil {
-			line = kv.key.Line
-		}
-		p.errorf(line, "tasks", "Attempted to create manifest with no tasks")
-	}
+	p.requireTasks(keys["tasks"], m)
 	if kv, ok := field("triggers"); ok {
 		m.Triggers = p.triggers(kv)
 	}
+}
+
+// topLevel returns the manifest's top-level pairs by name. An empty
+// document is an empty mapping; anything else that is not a mapping is
+// reported and ok is false.
+func (p *manifestParser) topLevel(root *yaml.Node) (keys map[string]manifestPair, ok bool) {
+	keys = map[string]manifestPair{}
+	if root = resolveNode(root); isNull(root) {
+		return keys, true
+	}
+	if root.Kind != yaml.MappingNode {
+		p.errorf(root.Line, "", "Expected manifest to be a YAML mapping of keys to values, got %s", describeNode(root))
+		return nil, false
+	}
+	for _, kv := range p.mappingPairs(root, "") {
+		if kv.key.Kind == yaml.ScalarNode { // other keys cannot be ours
+			keys[kv.name()] = kv
+		}
+	}
+	return keys, true
+}
+
+// requireTasks reports a manifest with neither tasks nor shell. A tasks
+// value of the wrong type has been reported already.
+func (p *manifestParser) requireTasks(kv manifestPair, m *Manifest) {
+	if len(m.Tasks) > 0 || m.Shell {
+		return
+	}
+	line := 0
+	if kv.key != nil {
+		line = kv.key.Line
+		if !isNull(kv.value) && !isEmptyCollection(kv.value) {
+			return
+		}
+	}
+	p.errorf(line, "tasks", "Attempted to create manifest with no tasks")
 }
 
 func (p *manifestParser) parseImage(kv manifestPair, m *Manifest) {
@@ -655,60 +671,45 @@ func (p *manifestParser) mappingPairs(n *yaml.Node, field string) []manifestPair
 	return pairs
 }
 
-// flatten appends the pairs of n whose names are not in taken. expanded holds
-// the mappings already merged, which stops alias cycles and keeps repeated
-// merges of one anchor linear.
+// flatten returns the pairs of n whose names are not yet in taken, and adds
+// the names it returns to taken. expanded holds the mappings already merged,
+// which stops alias cycles and keeps repeated merges of one anchor linear.
 func (p *manifestParser) flatten(n *yaml.Node, field string, expanded map[*yaml.Node]bool, taken map[string]bool) []manifestPair {
-	explicit := map[string]int{}
+	// n's own keys outrank everything it merges, so claim them first.
+	own := map[string]bool{}
+	firstLine := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i]
 		if k.Kind != yaml.ScalarNode || isMergeKey(k) {
 			continue
 		}
-		if first, dup := explicit[k.Value]; dup {
+		if first, dup := firstLine[k.Value]; dup {
 			p.errorf(k.Line, field, "Duplicate key '%s' (first defined on line %d)", k.Value, first)
 			continue
 		}
-		explicit[k.Value] = k.Line
+		firstLine[k.Value] = k.Line
+		own[k.Value] = !taken[k.Value]
+		taken[k.Value] = true
 	}
 	var out []manifestPair
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if isMergeKey(k) {
-			// Earlier sources win over later ones: each sees what the
-			// previous ones supplied in t.
-			t := mergedTaken(taken, explicit)
+		switch {
+		case isMergeKey(k):
 			for _, src := range p.mergeSources(k, v, field) {
 				if !expanded[src] {
 					expanded[src] = true
-					out = append(out, p.flatten(src, field, expanded, t)...)
+					out = append(out, p.flatten(src, field, expanded, taken)...)
 				}
 			}
-			for _, kv := range out {
-				taken[kv.name()] = true
-			}
-			continue
+		case k.Kind != yaml.ScalarNode:
+			out = append(out, manifestPair{key: k, value: resolveNode(v)})
+		case own[k.Value]:
+			own[k.Value] = false // a duplicate key keeps its first value
+			out = append(out, manifestPair{key: k, value: resolveNode(v)})
 		}
-		if taken[k.Value] && k.Kind == yaml.ScalarNode {
-			continue
-		}
-		taken[k.Value] = true
-		out = append(out, manifestPair{key: k, value: resolveNode(v)})
 	}
 	return out
-}
-
-// mergedTaken is the set of names a merge may not supply: those already
-// emitted plus every explicit key of the merging mapping.
-func mergedTaken(taken map[string]bool, explicit map[string]int) map[string]bool {
-	t := make(map[string]bool, len(taken)+len(explicit))
-	for k := range taken {
-		t[k] = true
-	}
-	for k := range explicit {
-		t[k] = true
-	}
-	return t
 }
 
 // mergeSources returns the mappings a "<<" value names.

@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -267,6 +268,8 @@ func TestParseManifestValid(t *testing.T) {
 		{name: "SizeExactlyAtLimit", yaml: "image: x\ntasks:\n- b: make\n" + strings.Repeat("#", 16384-len("image: x\ntasks:\n- b: make\n"))},
 		{name: "ByteOrderMark", yaml: "\ufeffimage: x\ntasks:\n- b: make\n"},
 		{name: "ExplicitNullSecondDocument", yaml: "image: x\ntasks:\n- b: make\n--- ~\n"},
+		{name: "SeveralEmptyTrailingDocuments", yaml: "image: x\ntasks:\n- b: make\n---\n---\n# c\n"},
+		{name: "YAMLDirective", yaml: "%YAML 1.1\n---\nimage: x\ntasks:\n- b: make\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -299,6 +302,7 @@ func TestParseManifestErrors(t *testing.T) {
 		{name: "ControlCharacter", yaml: "image: \x01\n", want: []string{"Invalid YAML: control characters are not allowed"}},
 		{name: "InvalidUTF8", yaml: "image: \xff\n", want: []string{"Invalid YAML: invalid leading UTF-8 octet"}},
 		{name: "SecondDocument", yaml: ok + "---\nimage: y\n", want: []string{"line 4: Manifest must contain a single YAML document"}},
+		{name: "EmptyFirstDocument", yaml: "---\n---\n" + ok, want: []string{"line 2: Manifest must contain a single YAML document"}},
 		{name: "SyntaxErrorInSecondDocument", yaml: ok + "---\n[\n", want: []string{"line 6: Invalid YAML: did not find expected node content"}},
 		{name: "TooLarge", yaml: ok + strings.Repeat("#", 16384), want: []string{"Manifest must be less than 16384 bytes"}},
 		{name: "DuplicateTopLevelKey", yaml: ok + "image: y\n", want: []string{"line 4: Duplicate key 'image' (first defined on line 1)"}},
@@ -617,6 +621,49 @@ func TestEnvVarShellLineBash(t *testing.T) {
 			}
 			if got := string(out); got != b.String() {
 				t.Errorf("bash printed %q, want %q\nscript: %s", got, b.String(), script)
+			}
+		})
+	}
+}
+
+// BenchmarkParseManifest measures a typical manifest and manifests that try
+// to blow up through aliases and merges within the 16 KiB limit.
+func BenchmarkParseManifest(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("testdata", "manifests", "submitter.yml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fill := func(head, repeat string) []byte {
+		n := (DefaultManifestMaxSize - len(head)) / len(repeat)
+		return []byte(head + strings.Repeat(repeat, n))
+	}
+	var keys strings.Builder
+	for i := range 600 {
+		fmt.Fprintf(&keys, "k%d: 1, ", i)
+	}
+	var chain strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&chain, ".a%d: &a%d {v%d: 1", i, i, i)
+		for j := range i {
+			fmt.Fprintf(&chain, ", <<: *a%d", j)
+		}
+		chain.WriteString("}\n")
+	}
+	cases := []struct {
+		name string
+		data []byte
+	}{
+		{name: "Typical", data: data},
+		{name: "AliasedTaskMaps", data: fill(".t: &t {"+keys.String()+"}\nimage: x\ntasks:\n", "- *t\n")},
+		{name: "AliasedEnvLists", data: fill(".l: &l ["+strings.Repeat("a, ", 1500)+"]\nimage: x\ntasks: [b: c]\nenvironment:\n", "  V: *l\n")},
+		{name: "RepeatedMerges", data: fill(".m: &m {"+keys.String()+"}\nimage: x\ntasks: [b: c]\nenvironment:\n", "  <<: *m\n")},
+		{name: "MergeChain", data: []byte(chain.String() + "image: x\ntasks: [b: c]\nenvironment: *a59\n")},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.data)))
+			for b.Loop() {
+				ParseManifest(c.data, len(c.data))
 			}
 		})
 	}
