@@ -225,3 +225,15 @@ func get(v any, path ...any) any {
 	}
 	return v
 }
+
+// remarshal converts decoded JSON into a typed value.
+func remarshal(t testing.TB, from, to any) {
+	t.Helper()
+	b, err := json.Marshal(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, to); err != nil {
+		t.Fatal(err)
+	}
+}
