@@ -182,14 +182,14 @@ func decodeManifestYAML(data []byte) (*yaml.Node, *ManifestError) {
 		} else if err != nil {
 			return nil, yamlSyntaxError(data, err)
 		}
-		if root := documentRoot(&extra); root != nil && !isNull(root) {
+		if root := yamlDocumentRoot(&extra); root != nil && !isYAMLNull(root) {
 			return nil, &ManifestError{Line: extra.Line, Message: "Manifest must contain a single YAML document"}
 		}
 	}
-	return documentRoot(&doc), nil
+	return yamlDocumentRoot(&doc), nil
 }
 
-func documentRoot(doc *yaml.Node) *yaml.Node {
+func yamlDocumentRoot(doc *yaml.Node) *yaml.Node {
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
 		return doc.Content[0]
 	}
@@ -291,7 +291,7 @@ func (p *manifestParser) parse(root *yaml.Node, m *Manifest) {
 	// field returns a top-level key's pair; null values count as absent.
 	field := func(name string) (manifestPair, bool) {
 		kv, ok := keys[name]
-		return kv, ok && !isNull(kv.value)
+		return kv, ok && !isYAMLNull(kv.value)
 	}
 	p.parseImage(keys["image"], m)
 	if kv, ok := field("arch"); ok {
@@ -313,7 +313,7 @@ func (p *manifestParser) parse(root *yaml.Node, m *Manifest) {
 		m.Secrets = p.secrets(kv)
 	}
 	if kv, ok := field("shell"); ok {
-		b, isBool := scalarBool(kv.value)
+		b, isBool := yamlBool(kv.value)
 		if !isBool {
 			p.errorf(kv.key.Line, "shell", "Expected shell to be a boolean")
 		}
@@ -340,11 +340,11 @@ func (p *manifestParser) parse(root *yaml.Node, m *Manifest) {
 // reported and ok is false.
 func (p *manifestParser) topLevel(root *yaml.Node) (keys map[string]manifestPair, ok bool) {
 	keys = map[string]manifestPair{}
-	if root = resolveNode(root); isNull(root) {
+	if root = resolveYAMLAlias(root); isYAMLNull(root) {
 		return keys, true
 	}
 	if root.Kind != yaml.MappingNode {
-		p.errorf(root.Line, "", "Expected manifest to be a YAML mapping of keys to values, got %s", describeNode(root))
+		p.errorf(root.Line, "", "Expected manifest to be a YAML mapping of keys to values, got %s", describeYAMLNode(root))
 		return nil, false
 	}
 	for _, kv := range p.mappingPairs(root, "") {
@@ -364,7 +364,7 @@ func (p *manifestParser) requireTasks(kv manifestPair, m *Manifest) {
 	line := 0
 	if kv.key != nil {
 		line = kv.key.Line
-		if !isNull(kv.value) && !isEmptyCollection(kv.value) {
+		if !isYAMLNull(kv.value) && !isEmptyYAMLCollection(kv.value) {
 			return
 		}
 	}
@@ -373,13 +373,13 @@ func (p *manifestParser) requireTasks(kv manifestPair, m *Manifest) {
 
 func (p *manifestParser) parseImage(kv manifestPair, m *Manifest) {
 	switch {
-	case kv.key == nil || isNull(kv.value) || isString(kv.value) && kv.value.Value == "":
+	case kv.key == nil || isYAMLNull(kv.value) || isYAMLString(kv.value) && kv.value.Value == "":
 		line := 0
 		if kv.key != nil {
 			line = kv.key.Line
 		}
 		p.errorf(line, "image", "Missing image in manifest")
-	case !isString(kv.value):
+	case !isYAMLString(kv.value):
 		p.errorf(kv.key.Line, "image", "Expected image to be a string")
 	default:
 		m.Image = kv.value.Value
@@ -388,7 +388,7 @@ func (p *manifestParser) parseImage(kv manifestPair, m *Manifest) {
 
 // stringValue returns kv's string value or reports msg.
 func (p *manifestParser) stringValue(kv manifestPair, msg string) string {
-	if !isString(kv.value) {
+	if !isYAMLString(kv.value) {
 		p.errorf(kv.key.Line, kv.name(), "%s", msg)
 		return ""
 	}
@@ -404,7 +404,7 @@ func (p *manifestParser) stringList(kv manifestPair, msg string) []string {
 	}
 	var out []string
 	for _, it := range items {
-		if !isString(it.Node) {
+		if !isYAMLString(it.Node) {
 			p.errorf(it.line, kv.name(), "%s", msg)
 			continue
 		}
@@ -433,7 +433,7 @@ func (p *manifestParser) sequence(kv manifestPair, msg string) ([]manifestItem, 
 	}
 	items := make([]manifestItem, len(v.Content))
 	for i, it := range v.Content {
-		items[i] = manifestItem{Node: resolveNode(it), line: it.Line}
+		items[i] = manifestItem{Node: resolveYAMLAlias(it), line: it.Line}
 	}
 	return items, true
 }
@@ -459,7 +459,7 @@ func (p *manifestParser) repositories(kv manifestPair) []Repository {
 	}
 	var out []Repository
 	for _, r := range pairs {
-		if !isString(r.value) {
+		if !isYAMLString(r.value) {
 			p.errorf(r.key.Line, "repositories", "Expected url for repository %s", r.name())
 			continue
 		}
@@ -479,7 +479,7 @@ func (p *manifestParser) secrets(kv manifestPair) []string {
 		// A UUID in any form Python accepts is 32 to 45 characters, so the
 		// length check alone covers "UUID or name".
 		switch n := utf8.RuneCountInString(it.Value); {
-		case !isString(it.Node):
+		case !isYAMLString(it.Node):
 			p.errorf(it.line, "secrets", msg)
 		case n < 3 || n > 512:
 			p.errorf(it.line, "secrets", "Secret names must be between 3 and 512 chars")
@@ -502,7 +502,7 @@ func (p *manifestParser) artifacts(kv manifestPair) []string {
 		// Artifacts are stored under their basename, so two paths with the
 		// same basename would collide; "dir/" has an empty basename.
 		base := it.Value[strings.LastIndex(it.Value, "/")+1:]
-		if !isString(it.Node) || base == "" || seen[base] {
+		if !isYAMLString(it.Node) || base == "" || seen[base] {
 			p.errorf(it.line, "artifacts", msg)
 			continue
 		}
@@ -517,18 +517,18 @@ func (p *manifestParser) oauthGrants(line int, grants string) {
 	for _, g := range strings.Fields(grants) {
 		svc, rest, ok := strings.Cut(g, "/")
 		scope, access, hasAccess := strings.Cut(rest, ":")
-		if !ok || !isGrantService(svc) || !isGrantScope(scope) ||
+		if !ok || !isOAuthGrantService(svc) || !isOAuthGrantScope(scope) ||
 			hasAccess && access != "RO" && access != "RW" {
 			p.errorf(line, "oauth", "Invalid grant '%s' (expected service/SCOPE, service/SCOPE:RO or service/SCOPE:RW)", g)
 		}
 	}
 }
 
-func isGrantService(s string) bool {
+func isOAuthGrantService(s string) bool {
 	return s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789.-") == ""
 }
 
-func isGrantScope(s string) bool {
+func isOAuthGrantScope(s string) bool {
 	return s != "" && strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") == ""
 }
 
@@ -544,13 +544,13 @@ func (p *manifestParser) tasks(kv manifestPair) []ManifestTask {
 		if it.Kind == yaml.MappingNode {
 			pairs = p.mappingPairs(it.Node, "tasks")
 		}
-		if len(pairs) != 1 || !isString(pairs[0].key) || !isString(pairs[0].value) {
+		if len(pairs) != 1 || !isYAMLString(pairs[0].key) || !isYAMLString(pairs[0].value) {
 			p.errorf(it.line, "tasks", "Expected task to be a string: string")
 			continue
 		}
 		name := pairs[0].name()
 		switch {
-		case !isTaskName(name):
+		case !isManifestTaskName(name):
 			p.errorf(it.line, "tasks", "Task name '%s' is invalid (must be all lowercase letters, numbers, underscores, and dashes, and <=128 characters)", name)
 		case seen[name]:
 			p.errorf(it.line, "tasks", "Duplicate task '%s'", name)
@@ -562,7 +562,7 @@ func (p *manifestParser) tasks(kv manifestPair) []ManifestTask {
 	return out
 }
 
-func isTaskName(s string) bool {
+func isManifestTaskName(s string) bool {
 	return s != "" && len(s) <= 128 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == ""
 }
 
@@ -593,8 +593,8 @@ func (p *manifestParser) trigger(n *yaml.Node, line int) (ManifestTrigger, bool)
 		switch k := kv.name(); k {
 		case "action", "condition", "to", "cc", "in_reply_to", "url":
 			switch {
-			case isNull(kv.value):
-			case isString(kv.value), (k == "action" || k == "condition") && kv.value.Kind == yaml.ScalarNode:
+			case isYAMLNull(kv.value):
+			case isYAMLString(kv.value), (k == "action" || k == "condition") && kv.value.Kind == yaml.ScalarNode:
 				fields[k] = kv.value.Value
 			default:
 				p.errorf(kv.key.Line, "triggers", "Expected trigger %s to be a string", k)
@@ -680,7 +680,7 @@ func (p *manifestParser) flatten(n *yaml.Node, field string, expanded map[*yaml.
 	firstLine := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i]
-		if k.Kind != yaml.ScalarNode || isMergeKey(k) {
+		if k.Kind != yaml.ScalarNode || isYAMLMergeKey(k) {
 			continue
 		}
 		if first, dup := firstLine[k.Value]; dup {
@@ -695,7 +695,7 @@ func (p *manifestParser) flatten(n *yaml.Node, field string, expanded map[*yaml.
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		switch {
-		case isMergeKey(k):
+		case isYAMLMergeKey(k):
 			for _, src := range p.mergeSources(k, v, field) {
 				if !expanded[src] {
 					expanded[src] = true
@@ -703,10 +703,10 @@ func (p *manifestParser) flatten(n *yaml.Node, field string, expanded map[*yaml.
 				}
 			}
 		case k.Kind != yaml.ScalarNode:
-			out = append(out, manifestPair{key: k, value: resolveNode(v)})
+			out = append(out, manifestPair{key: k, value: resolveYAMLAlias(v)})
 		case own[k.Value]:
 			own[k.Value] = false // a duplicate key keeps its first value
-			out = append(out, manifestPair{key: k, value: resolveNode(v)})
+			out = append(out, manifestPair{key: k, value: resolveYAMLAlias(v)})
 		}
 	}
 	return out
@@ -714,14 +714,14 @@ func (p *manifestParser) flatten(n *yaml.Node, field string, expanded map[*yaml.
 
 // mergeSources returns the mappings a "<<" value names.
 func (p *manifestParser) mergeSources(k, v *yaml.Node, field string) []*yaml.Node {
-	v = resolveNode(v)
+	v = resolveYAMLAlias(v)
 	var srcs []*yaml.Node
 	switch v.Kind {
 	case yaml.MappingNode:
 		srcs = []*yaml.Node{v}
 	case yaml.SequenceNode:
 		for _, it := range v.Content {
-			srcs = append(srcs, resolveNode(it))
+			srcs = append(srcs, resolveYAMLAlias(it))
 		}
 	}
 	for _, s := range srcs {
@@ -736,12 +736,12 @@ func (p *manifestParser) mergeSources(k, v *yaml.Node, field string) []*yaml.Nod
 	return srcs
 }
 
-func isMergeKey(k *yaml.Node) bool {
+func isYAMLMergeKey(k *yaml.Node) bool {
 	return k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge"
 }
 
-// resolveNode follows aliases to the anchored node; nil becomes a null.
-func resolveNode(n *yaml.Node) *yaml.Node {
+// resolveYAMLAlias follows aliases to the anchored node; nil becomes a null.
+func resolveYAMLAlias(n *yaml.Node) *yaml.Node {
 	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
 		n = n.Alias
 	}
@@ -751,21 +751,21 @@ func resolveNode(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-func isNull(n *yaml.Node) bool {
+func isYAMLNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
-func isString(n *yaml.Node) bool {
+func isYAMLString(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str"
 }
 
-func isEmptyCollection(n *yaml.Node) bool {
+func isEmptyYAMLCollection(n *yaml.Node) bool {
 	return (n.Kind == yaml.SequenceNode || n.Kind == yaml.MappingNode) && len(n.Content) == 0
 }
 
-// scalarBool reads a boolean the way upstream's YAML 1.1 parsers do: besides
+// yamlBool reads a boolean the way upstream's YAML 1.1 parsers do: besides
 // true/false, plain yes/no/on/off (in the three usual casings) are booleans.
-func scalarBool(n *yaml.Node) (value, ok bool) {
+func yamlBool(n *yaml.Node) (value, ok bool) {
 	if n.Kind != yaml.ScalarNode {
 		return false, false
 	}
@@ -785,8 +785,8 @@ func scalarBool(n *yaml.Node) (value, ok bool) {
 	return false, false
 }
 
-// describeNode names a node's kind for error messages.
-func describeNode(n *yaml.Node) string {
+// describeYAMLNode names a node's kind for error messages.
+func describeYAMLNode(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.SequenceNode:
 		return "a list"

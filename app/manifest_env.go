@@ -60,17 +60,17 @@ func (e EnvVar) ShellLine() string {
 	case EnvList:
 		items := make([]string, len(e.List))
 		for i, it := range e.List {
-			items[i] = quoteShellWord(it)
+			items[i] = quoteEnvValue(it)
 		}
 		return e.Name + "=(" + strings.Join(items, " ") + ")"
 	}
-	return "export " + e.Name + "=" + quoteShellWord(e.Value)
+	return "export " + e.Name + "=" + quoteEnvValue(e.Value)
 }
 
-// quoteShellWord quotes s like Python's shlex.quote: unchanged if it only
+// quoteEnvValue quotes s like Python's shlex.quote: unchanged if it only
 // holds [A-Za-z0-9_@%+=:,./-], a pair of single quotes if empty, else
 // wrapped in single quotes with each inner quote written as '"'"'.
-func quoteShellWord(s string) string {
+func quoteEnvValue(s string) string {
 	if s == "" {
 		return "''"
 	}
@@ -100,7 +100,7 @@ func (p *manifestParser) environment(kv manifestPair) []EnvVar {
 	var out []EnvVar
 	for _, e := range pairs {
 		name, v := e.name(), e.value
-		if e.key.Kind != yaml.ScalarNode || !isEnvName(name) {
+		if e.key.Kind != yaml.ScalarNode || !isEnvVarName(name) {
 			p.errorf(e.key.Line, "environment", "Invalid environment variable name '%s' (must be letters, digits and underscores, not starting with a digit)", name)
 			continue
 		}
@@ -108,7 +108,7 @@ func (p *manifestParser) environment(kv manifestPair) []EnvVar {
 		switch v.Kind {
 		case yaml.ScalarNode:
 			ev = EnvVar{Name: name}
-			ev.Kind, ev.Value = envScalar(v)
+			ev.Kind, ev.Value = envScalarValue(v)
 		case yaml.SequenceNode:
 			list, ok := p.envList(v)
 			if !ok {
@@ -117,10 +117,10 @@ func (p *manifestParser) environment(kv manifestPair) []EnvVar {
 			}
 			ev = EnvVar{Name: name, Kind: EnvList, List: list}
 		default:
-			p.errorf(e.key.Line, "environment", "Unknown environment type for '%s': expected a string, number, boolean, null or list, got %s", name, describeNode(v))
+			p.errorf(e.key.Line, "environment", "Unknown environment type for '%s': expected a string, number, boolean, null or list, got %s", name, describeYAMLNode(v))
 			continue
 		}
-		if strings.ContainsRune(ev.Value, 0) || containsNUL(ev.List) {
+		if strings.ContainsRune(ev.Value, 0) || anyContainsNUL(ev.List) {
 			p.errorf(e.key.Line, "environment", "Environment variable '%s' must not contain NUL bytes", name)
 			continue
 		}
@@ -138,21 +138,21 @@ func (p *manifestParser) envList(n *yaml.Node) ([]string, bool) {
 	}
 	list := make([]string, 0, len(n.Content))
 	for _, it := range n.Content {
-		it = resolveNode(it)
+		it = resolveYAMLAlias(it)
 		if it.Kind != yaml.ScalarNode {
 			list = nil
 			break
 		}
-		_, s := envScalar(it)
+		_, s := envScalarValue(it)
 		list = append(list, s)
 	}
 	p.lists[n] = list
 	return list, list != nil
 }
 
-// envScalar classifies a scalar node and returns its shell value.
-func envScalar(n *yaml.Node) (EnvKind, string) {
-	if b, ok := scalarBool(n); ok {
+// envScalarValue classifies a scalar node and returns its shell value.
+func envScalarValue(n *yaml.Node) (EnvKind, string) {
+	if b, ok := yamlBool(n); ok {
 		if b {
 			return EnvBool, "true"
 		}
@@ -167,7 +167,7 @@ func envScalar(n *yaml.Node) (EnvKind, string) {
 	return EnvString, n.Value
 }
 
-func isEnvName(s string) bool {
+func isEnvVarName(s string) bool {
 	if s == "" || '0' <= s[0] && s[0] <= '9' {
 		return false
 	}
@@ -180,7 +180,7 @@ func isEnvName(s string) bool {
 	return true
 }
 
-func containsNUL(list []string) bool {
+func anyContainsNUL(list []string) bool {
 	for _, s := range list {
 		if strings.ContainsRune(s, 0) {
 			return true

@@ -58,14 +58,14 @@ func FuzzParseManifest(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, task := range m.Tasks {
-			if !isTaskName(task.Name) || seen[task.Name] {
+			if !isManifestTaskName(task.Name) || seen[task.Name] {
 				t.Fatalf("bad task name %q", task.Name)
 			}
 			seen[task.Name] = true
 		}
 		for _, e := range m.Environment {
 			line := e.ShellLine()
-			if !isEnvName(e.Name) || strings.ContainsRune(line, 0) {
+			if !isEnvVarName(e.Name) || strings.ContainsRune(line, 0) {
 				t.Fatalf("bad environment line %q", line)
 			}
 		}
