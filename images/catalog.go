@@ -259,3 +259,50 @@ func (c *Catalog) List() ([]*Image, error) {
 	}
 	return out, nil
 }
+
+// Remove deletes an image: one arch, or every arch when arch is "". It
+// refuses aliases, so removing "debian/stable" cannot silently delete the
+// release it points at. Running VMs keep their open files.
+func (c *Catalog) Remove(name, arch string) ([]string, error) {
+	if target, ok := c.Aliases[name]; ok {
+		return nil, fmt.Errorf("%s is an alias of %s; remove %s", name, target, target)
+	}
+	rel, err := c.releaseDir(name)
+	if err != nil {
+		return nil, err
+	}
+	arches := []string{arch}
+	if arch == "" {
+		if arches, err = c.arches(rel); err != nil {
+			return nil, err
+		}
+	} else if err := CheckArch(arch); err != nil {
+		return nil, err
+	}
+	if len(arches) == 0 {
+		return nil, &NotFoundError{Name: name}
+	}
+	var done []string
+	for _, a := range arches {
+		if _, err := os.Lstat(filepath.Join(rel, a)); err != nil {
+			return done, &NotFoundError{Name: name, Arch: a}
+		}
+		lock, err := lockImage(rel, a)
+		if err != nil {
+			return done, err
+		}
+		err = removeImage(rel, a)
+		if err == nil {
+			err = cleanStale(rel, a)
+		}
+		os.Remove(filepath.Join(rel, "."+a+".lock"))
+		os.Remove(filepath.Join(rel, a+"-build-failed.log"))
+		lock.unlock()
+		if err != nil {
+			return done, err
+		}
+		done = append(done, a)
+	}
+	os.Remove(rel) // only succeeds when empty
+	return done, nil
+}

@@ -27,10 +27,10 @@ func (img *Image) InstallCommand(pkgs []string) string {
 
 var (
 	repoNameRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	aptWordRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/~+-]*$`)
+	aptWordRe   = regexp.MustCompile(`^[A-Za-z0-9./][A-Za-z0-9._/~+-]*$`)
 	keyIDRe     = regexp.MustCompile(`^(0x)?([0-9A-Fa-f]{8}|[0-9A-Fa-f]{16}|[0-9A-Fa-f]{40})$`)
 	aptOptsRe   = regexp.MustCompile(`^\[[A-Za-z0-9=,._/: -]+\]$`)
-	repoURLRe   = regexp.MustCompile(`^(https?|file|ftp)://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+$`)
+	repoURLRe   = regexp.MustCompile(`^(https?|file|ftp)://[A-Za-z0-9._~:/?#@&+,=%-]+$`)
 	shellSafeRe = regexp.MustCompile(`^[A-Za-z0-9._/:=+@%^,-]+$`)
 )
 

@@ -24,17 +24,22 @@ const xenPVHNote = 18
 // cannot fill the disk.
 const maxVMLinux = 512 << 20
 
-// payloadFormats are the compressed payload magics a bzImage may carry and
-// the host command that decompresses each (gzip is done in Go). Debian's
-// cloud kernels use lz4 (bookworm) and zstd (trixie).
-var payloadFormats = []struct {
+// payloadFormat is a compressed payload magic a bzImage may carry and the
+// host command that decompresses it (nil: gzip, done in Go).
+type payloadFormat struct {
 	magic []byte
-	cmd   []string // nil = gzip in Go
-}{
-	{[]byte{0x02, 0x21, 0x4c, 0x18}, []string{"lz4", "-dc"}},
-	{[]byte{0x28, 0xb5, 0x2f, 0xfd}, []string{"zstd", "-dc", "--memory=2048MB"}},
-	{[]byte{0xfd, '7', 'z', 'X', 'Z', 0x00}, []string{"xz", "-dc"}},
-	{[]byte{0x1f, 0x8b, 0x08}, nil},
+	cmd   []string
+}
+
+// payloadFormats lists them; Debian's cloud kernels use lz4 (bookworm) and
+// zstd (trixie).
+func payloadFormats() []payloadFormat {
+	return []payloadFormat{
+		{[]byte{0x02, 0x21, 0x4c, 0x18}, []string{"lz4", "-dc"}},
+		{[]byte{0x28, 0xb5, 0x2f, 0xfd}, []string{"zstd", "-dc", "--memory=2048MB"}},
+		{[]byte{0xfd, '7', 'z', 'X', 'Z', 0x00}, []string{"xz", "-dc"}},
+		{[]byte{0x1f, 0x8b, 0x08}, nil},
+	}
 }
 
 // extractVMLinux writes the uncompressed kernel of bzImage to out if it is an
@@ -50,7 +55,7 @@ func extractVMLinux(ctx context.Context, bzImage, out string) (bool, error) {
 		cmd []string
 	}
 	var cands []cand
-	for _, f := range payloadFormats {
+	for _, f := range payloadFormats() {
 		if i := bytes.Index(data, f.magic); i >= 0 {
 			cands = append(cands, cand{i, f.cmd})
 		}
