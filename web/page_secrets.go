@@ -18,10 +18,21 @@ const secretFormLimit = 4*app.MaxSecretSize + 16<<10
 type secretsPage struct {
 	page
 	Secrets []*app.Secret
-	Sharers map[int64]string // user id -> username of who shared a secret
+	Sharers map[int64]string // user id -> username, for "shared by"
 	Next    string
 	Error   string
 	Form    secretForm // the rejected form, to fix and resend
+}
+
+// Sharer names who shared a secret with the viewer.
+func (p secretsPage) Sharer(id *int64) string {
+	if id == nil {
+		return ""
+	}
+	if name := p.Sharers[*id]; name != "" {
+		return "~" + name
+	}
+	return "a deleted user"
 }
 
 type secretForm struct {
@@ -96,7 +107,7 @@ func (u *ui) handleSecretAdd(w http.ResponseWriter, r *http.Request) {
 		}
 		mode, err := strconv.ParseUint(form.Mode, 8, 32)
 		if err != nil {
-			fail(http.StatusBadRequest, "Mode must be specified in octal, e.g. 600.")
+			fail(http.StatusBadRequest, "Must be specified in octal, e.g. 600.")
 			return
 		}
 		in.Mode = int(mode)
@@ -139,7 +150,7 @@ func secretMaterial(r *http.Request) ([]byte, error) {
 		return nil, app.Errorf(app.EINVALID, "Either secret text or file have to be provided.")
 	}
 	text = strings.ReplaceAll(text, "\r\n", "\n")
-	if !strings.HasSuffix(text, "\n") && (strings.HasPrefix(text, "-----BEGIN")) {
+	if !strings.HasSuffix(text, "\n") && strings.HasPrefix(text, "-----BEGIN") {
 		text += "\n" // keys pasted without their final newline
 	}
 	return []byte(text), nil
@@ -147,9 +158,9 @@ func secretMaterial(r *http.Request) ([]byte, error) {
 
 type secretActionPage struct {
 	page
-	Secret *app.Secret
-	User   string
-	Error  string
+	Secret   *app.Secret
+	Username string // whom to share with
+	Error    string
 }
 
 // findOwnSecret finds one of the viewer's secrets for the share and
@@ -199,7 +210,7 @@ func (u *ui) handleSecretShare(w http.ResponseWriter, r *http.Request) {
 			u.fail(w, r, err)
 			return
 		}
-		p := secretActionPage{page: u.newPage(w, r, "Share secret"), Secret: sec, User: to, Error: app.ErrorMessage(err)}
+		p := secretActionPage{page: u.newPage(w, r, "Share secret"), Secret: sec, Username: to, Error: app.ErrorMessage(err)}
 		u.render(w, r, httpStatus(err), "secret_share", p)
 		return
 	}

@@ -26,7 +26,7 @@ type submitPage struct {
 	Visibility   app.Visibility
 	Secrets      bool
 	Visibilities []app.Visibility
-	Error        string         // a problem that is not about one line
+	Error        string // a problem that is not about one line
 	Errors       []app.ManifestError
 	Lines        []manifestLine // the manifest annotated, when it has errors
 	ErrorLines   string         // "3,7" for the editor's gutter
