@@ -5,13 +5,22 @@ package runner
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"builds/app"
+	"builds/images"
 )
 
 // Guest is a booted build environment reachable over one SSH connection.
@@ -45,6 +54,109 @@ type BootSpec struct {
 // sessions, or fails when ctx ends.
 type Booter interface {
 	Boot(ctx context.Context, spec BootSpec) (Guest, error)
+}
+
+// QEMUBooter boots a fresh QEMU VM per job from the image catalogue, on a
+// qcow2 overlay in [runner] work-dir, logged into with a per-job key.
+type QEMUBooter struct {
+	cfg     *app.Config
+	catalog *images.Catalog
+	log     *slog.Logger
+
+	mode      string
+	accelOnce sync.Once
+	accel     string
+	warning   string
+}
+
+// NewQEMUBooter returns a booter. accel is "kvm", "tcg" or "auto"; with
+// "auto" the first boot times a tiny KVM guest (ProbeAccel) and the
+// verdict is kept. A fallback warning goes to the server log once and to
+// every job's setup log.
+func NewQEMUBooter(cfg *app.Config, catalog *images.Catalog, accel string) *QEMUBooter {
+	return &QEMUBooter{cfg: cfg, catalog: catalog, log: slog.Default(), mode: accel}
+}
+
+// Accel resolves (once) and returns the accelerator and its warning.
+func (b *QEMUBooter) Accel(ctx context.Context) (accel, warning string) {
+	b.accelOnce.Do(func() {
+		b.accel, b.warning = ProbeAccel(ctx, b.mode)
+		if b.warning != "" {
+			b.log.Warn("vm acceleration", "accel", b.accel, "warning", b.warning)
+		}
+	})
+	return b.accel, b.warning
+}
+
+// Boot implements Booter.
+func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
+	img, err := b.catalog.Lookup(spec.Image, spec.Arch)
+	if err != nil {
+		return nil, err
+	}
+	accel, warning := b.Accel(ctx)
+	if warning != "" {
+		spec.Logf("Warning: %s", warning)
+	}
+	dir := filepath.Join(b.cfg.Runner.WorkDir, fmt.Sprintf("job-%d", spec.JobID))
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("vm work dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("vm work dir: %w", err)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("job key: %w", err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("job key: %w", err)
+	}
+	spec.Logf("Booting image %s (%s)", spec.Image, img.Arch)
+	spec.Logf("Waiting for guest to settle")
+	vm, err := StartVM(ctx, VMConfig{
+		Image:         img,
+		CPUs:          b.cfg.Runner.CPUs,
+		MemoryMiB:     b.cfg.Runner.Memory,
+		Accel:         accel,
+		CPUModel:      b.cfg.Runner.CPUModel,
+		WorkDir:       dir,
+		Console:       spec.Console,
+		BootTimeout:   b.cfg.Runner.BootTimeout,
+		AuthorizedKey: signer.PublicKey(),
+		ClientSigner:  signer,
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	spec.Logf("Guest ready after %.1fs (%s, %d CPU, %d MiB; SSH forwarded from 127.0.0.1:%d)",
+		vm.BootDuration().Seconds(), strings.ToUpper(accel), b.cfg.Runner.CPUs, b.cfg.Runner.Memory, vm.Port())
+	return &qemuGuest{vm: vm, img: img, dir: dir}, nil
+}
+
+// qemuGuest is a Guest running in QEMU.
+type qemuGuest struct {
+	vm  *VM
+	img *images.Image
+	dir string
+}
+
+func (g *qemuGuest) Client() *ssh.Client                 { return g.vm.Client() }
+func (g *qemuGuest) InstallCommand(pkgs []string) string { return g.img.InstallCommand(pkgs) }
+func (g *qemuGuest) AddRepoCommand(name, source string) (string, error) {
+	return g.img.AddRepoCommand(name, source)
+}
+
+// Close stops the VM (QMP quit, TERM, KILL; always reaped) and removes
+// its work dir.
+func (g *qemuGuest) Close() error {
+	err := g.vm.Close()
+	if rerr := os.RemoveAll(g.dir); err == nil && rerr != nil {
+		err = fmt.Errorf("remove vm work dir: %w", rerr)
+	}
+	return err
 }
 
 // errNoExitStatus is returned when a command ended without reporting an

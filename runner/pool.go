@@ -175,31 +175,70 @@ func (p *Pool) run(cj *app.ClaimedJob) {
 }
 
 // cleanWorkDir kills the QEMU processes a previous process left behind
-// (found through the pid files in their work dirs) and removes the dirs.
+// and removes their work dirs. A leftover QEMU is found through a pid file
+// in a work dir or, as QEMU's own command line names its overlay in the
+// work dir, by scanning /proc.
 func cleanWorkDir(dir string, log *slog.Logger) error {
-	ents, err := os.ReadDir(dir)
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("clean work dir: %w", err)
+	}
+	ents, err := os.ReadDir(abs)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("clean work dir: %w", err)
 	}
+	pids := qemusUsing(abs)
+	for _, e := range ents {
+		pidFiles, _ := filepath.Glob(filepath.Join(abs, e.Name(), "*.pid"))
+		for _, pf := range pidFiles {
+			if pid := leftoverQEMU(pf); pid > 0 {
+				pids[pid] = true
+			}
+		}
+	}
+	for pid := range pids {
+		log.Warn("killing a VM left by a previous process", "pid", pid)
+		killGroup(pid)
+	}
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
 		}
-		d := filepath.Join(dir, e.Name())
-		pids, _ := filepath.Glob(filepath.Join(d, "*.pid"))
-		for _, pf := range pids {
-			if pid := leftoverQEMU(pf); pid > 0 {
-				log.Warn("killing a VM left by a previous process", "pid", pid, "dir", d)
-				killGroup(pid)
-			}
-		}
+		d := filepath.Join(abs, e.Name())
 		if err := os.RemoveAll(d); err != nil {
 			log.Error("remove leftover VM dir", "dir", d, "err", err)
 		}
 	}
 	return nil
+}
+
+// qemusUsing returns the QEMU processes with an argument inside dir.
+func qemusUsing(dir string) map[int]bool {
+	out := map[int]bool{}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if !strings.HasPrefix(filepath.Base(args[0]), "qemu") {
+			continue
+		}
+		for _, a := range args[1:] {
+			if strings.Contains(a, dir+string(filepath.Separator)) {
+				out[pid] = true
+				break
+			}
+		}
+	}
+	return out
 }
 
 // leftoverQEMU returns the pid in a pid file if that process is still a

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"builds/app"
 )
@@ -289,6 +290,19 @@ func TestCrashRecovery(t *testing.T) {
 	go func() { exited <- qemu.Wait() }()
 	waitForCmdline(t, qemu.Process.Pid, "qemu-system")
 	os.WriteFile(filepath.Join(vmDir, "qemu.pid"), []byte(fmt.Sprintf("%d\n", qemu.Process.Pid)), 0o644)
+	// Another one without a pid file, found by its command line naming
+	// its overlay in the work dir.
+	vmDir2 := filepath.Join(h.cfg.Runner.WorkDir, "job-2")
+	os.MkdirAll(vmDir2, 0o755)
+	os.WriteFile(filepath.Join(vmDir2, "disk.qcow2"), nil, 0o644)
+	qemu2 := exec.Command("bash", "-c", `exec -a qemu-system-x86_64 tail -f /dev/null "$0"`, filepath.Join(vmDir2, "disk.qcow2"))
+	qemu2.SysProcAttr = procGroup()
+	if err := qemu2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited2 := make(chan error, 1)
+	go func() { exited2 <- qemu2.Wait() }()
+	waitForCmdline(t, qemu2.Process.Pid, "qemu-system")
 
 	h.start()
 	got, err := h.db.FindJobByID(ctx, job.ID)
@@ -301,13 +315,17 @@ func TestCrashRecovery(t *testing.T) {
 	if l := h.log(job.ID, ""); !strings.Contains(l, "the builds service restarted while this job was running") {
 		t.Errorf("setup log lacks the reason:\n%s", l)
 	}
-	select {
-	case <-exited:
-	default:
-		t.Error("leftover QEMU still running")
+	for i, ch := range []chan error{exited, exited2} {
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Errorf("leftover QEMU %d still running", i+1)
+		}
 	}
-	if _, err := os.Stat(vmDir); !os.IsNotExist(err) {
-		t.Errorf("leftover work dir still there: %v", err)
+	for _, d := range []string{vmDir, vmDir2} {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("leftover work dir %s still there: %v", d, err)
+		}
 	}
 }
 

@@ -218,7 +218,9 @@ func (ts *testSession) start(command string) error {
 			return err
 		}
 		pts.Close()
+		ts.mu.Lock()
 		ts.ptmx = ptmx
+		ts.mu.Unlock()
 		go func() {
 			io.Copy(ptmx, ts.ch)
 		}()
@@ -234,7 +236,10 @@ func (ts *testSession) start(command string) error {
 			case <-copied:
 			case <-time.After(time.Second):
 			}
+			ts.mu.Lock()
 			ptmx.Close()
+			ts.ptmx = nil
+			ts.mu.Unlock()
 			ts.exit(err)
 		}()
 		return nil
@@ -398,6 +403,7 @@ func newTestBooter(t testing.TB) *testBooter {
 
 func (b *testBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 	spec.Logf("Booting image %s (%s)", spec.Image, archOrDefault(spec.Arch))
+	spec.Logf("Waiting for guest to settle")
 	select {
 	case <-time.After(b.BootDelay):
 	case <-ctx.Done():
