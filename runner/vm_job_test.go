@@ -1,0 +1,177 @@
+package runner
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"builds/app"
+	"builds/images"
+	"builds/images/imagestest"
+)
+
+// The VM suite runs whole jobs in real QEMU guests of the test image
+// (BUILDS_VM_TESTS=1; without it the tests skip and say why, with it they
+// never skip). It is a handful of jobs because every boot costs seconds
+// under TCG.
+
+// newVMHarness is a harness whose pool boots QEMU guests of the test image.
+func newVMHarness(t *testing.T, opts ...func(*app.Config)) (*harness, *images.Image) {
+	t.Helper()
+	img := imagestest.Bookworm(t)
+	opts = append([]func(*app.Config){func(c *app.Config) {
+		c.Runner.Accel = "tcg" // the VM engineer's probe decides "auto"; CI machines have no usable KVM
+		c.Runner.Memory = 1024
+		c.Runner.CPUs = 1
+		c.Runner.BootTimeout = 2 * time.Minute
+		c.Runner.JobTimeout = 10 * time.Minute
+		if a := os.Getenv("BUILDS_TEST_ACCEL"); a != "" {
+			c.Runner.Accel = a
+		}
+	}}, opts...)
+	h := openHarness(t, opts...)
+	// The image lives in <catalogue>/debian/bookworm/amd64.
+	catDir := filepath.Dir(filepath.Dir(filepath.Dir(img.Dir)))
+	booter := NewQEMUBooter(h.cfg, images.NewCatalog(catDir, nil), h.cfg.Runner.Accel)
+	h.pool.booter = booter
+	h.start()
+	t.Cleanup(func() {
+		if pids := qemusUsing(h.cfg.Runner.WorkDir); len(pids) > 0 {
+			t.Errorf("QEMU processes left behind: %v", pids)
+		}
+	})
+	return h, img
+}
+
+// gitServer serves bare repositories over git's "dumb" HTTP protocol on
+// the host's loopback; guests reach it at 10.0.2.2.
+func gitServer(t *testing.T, root string) (guestURL string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(root))}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return fmt.Sprintf("http://10.0.2.2:%d", ln.Addr().(*net.TCPAddr).Port)
+}
+
+// bareRepo clones work into root/<name>.git as a bare repository ready for
+// dumb HTTP.
+func bareRepo(t *testing.T, work, root, name string) {
+	t.Helper()
+	dst := filepath.Join(root, name+".git")
+	git(t, "", "clone", "-q", "--bare", work, dst)
+	git(t, dst, "update-server-info")
+}
+
+func TestVMJob(t *testing.T) {
+	h, _ := newVMHarness(t)
+	src, root := t.TempDir(), t.TempDir()
+	url := gitServer(t, root)
+
+	lib := filepath.Join(src, "lib")
+	gitRepo(t, lib, "lib v1")
+	bareRepo(t, lib, root, "lib")
+	app1 := filepath.Join(src, "app")
+	ids := gitRepo(t, app1, "app v1", "app v2")
+	bareRepo(t, app1, root, "app")
+	super := filepath.Join(src, "super")
+	gitRepo(t, super, "super v1")
+	git(t, super, "-c", "protocol.file.allow=always", "submodule", "add", "-q", lib, "vendor/lib")
+	git(t, super, "config", "-f", ".gitmodules", "submodule.vendor/lib.url", url+"/lib.git")
+	git(t, super, "add", ".gitmodules")
+	git(t, super, "commit", "-q", "-m", "add lib")
+	bareRepo(t, super, root, "super")
+
+	h.secret(app.SecretInput{Type: app.SecretFile, Name: "api-key", Data: []byte("vm-secret-value-42\n"), Path: "~/.config/api-key", Mode: 0o600})
+	job := h.submit(fmt.Sprintf(`image: debian/bookworm
+packages: [jq]
+sources:
+  - %[1]s/app.git#%[2]s
+  - %[1]s/super.git
+secrets: [api-key]
+environment:
+  GREETING: "hello, world's"
+  COUNT: 3
+artifacts: [out/report.json]
+tasks:
+  - setup: |
+      jq --version
+      test "$(cat app/file.txt)" = "app v1"
+      test "$(cat super/vendor/lib/file.txt)" = "lib v1"
+  - build: |
+      test "$GREETING" = "hello, world's" && test "$COUNT" = 3
+      test "$(stat -c %%a ~/.config/api-key)" = 600
+      cat ~/.config/api-key
+      mkdir -p out && jq -n --arg g "$GREETING" '{greeting: $g}' > out/report.json
+  - test: |
+      echo "job $JOB_ID at $JOB_URL"
+`, url, ids[0]))
+	got := h.wait(job.ID)
+	setup := h.log(job.ID, "")
+	if got.Status != app.JobSuccess {
+		t.Fatalf("status = %s\nsetup log:\n%s\nbuild log:\n%s", got.Status, setup, h.log(job.ID, "build"))
+	}
+	if testing.Verbose() {
+		t.Logf("setup log:\n%s", setup)
+	}
+	linesInOrder(t, setup, "Booting image debian/bookworm (amd64)", "Waiting for guest to settle", "Guest ready after",
+		"Sending tasks", "Sending build environment", "Sending secrets", "Resolving secret api-key",
+		"Installing packages", "Cloning repositories", "Running task setup", "Running task build", "Running task test",
+		"Uploading out/report.json", "Uploaded report.json", "Tearing down build VM")
+	if b := h.log(job.ID, "build"); strings.Contains(b, "vm-secret-value-42") || !strings.Contains(b, "[masked]") {
+		t.Errorf("secret not masked in the build log:\n%s", b)
+	}
+	arts, err := h.svc.Artifacts(h.ctx, got)
+	if err != nil || len(arts) != 1 {
+		t.Fatalf("artifacts = %v, %v", arts, err)
+	}
+	if b, _ := os.ReadFile(h.svc.ArtifactPath(arts[0])); !strings.Contains(string(b), `"greeting": "hello, world's"`) {
+		t.Errorf("artifact = %q", b)
+	}
+	if tl := h.log(job.ID, "test"); !strings.Contains(tl, fmt.Sprintf("job %d at http://builds.test/~alice/job/%d", job.ID, job.ID)) {
+		t.Errorf("test log:\n%s", tl)
+	}
+	if _, err := os.Stat(filepath.Join(h.cfg.Runner.WorkDir, fmt.Sprintf("job-%d", job.ID))); !os.IsNotExist(err) {
+		t.Errorf("VM work dir left behind: %v", err)
+	}
+}
+
+// TestVMJobEndings runs a failing, a cancelled and a complete-build job
+// side by side (two slots).
+func TestVMJobEndings(t *testing.T) {
+	h, _ := newVMHarness(t)
+	failing := h.submit("image: debian/bookworm\ntasks:\n  - ok: uname -a\n  - broken: exit 42\n  - never: \"true\"\n")
+	cancelled := h.submit("image: debian/bookworm\ntasks:\n  - long: sleep 600\n")
+	h.waitLog(cancelled.ID, "long", "+ sleep 600")
+	start := time.Now()
+	if _, err := h.svc.Cancel(h.ctx, cancelled.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.wait(cancelled.ID); got.Status != app.JobCancelled {
+		t.Errorf("cancelled job: %s", got.Status)
+	}
+	t.Logf("cancel to VM gone: %s", time.Since(start).Round(time.Millisecond))
+	complete := h.submit("image: debian/bookworm\ntasks:\n  - first: echo first\n  - done: complete-build\n  - skipped: \"false\"\n")
+
+	if got := h.wait(failing.ID); got.Status != app.JobFailed {
+		t.Errorf("failing job: %s\n%s", got.Status, h.log(failing.ID, ""))
+	}
+	if ts := h.tasks(failing.ID); !sameTasks(ts, map[string]app.TaskStatus{"ok": app.TaskSuccess, "broken": app.TaskFailed, "never": app.TaskPending}) {
+		t.Errorf("failing job tasks: %v", ts)
+	}
+	linesInOrder(t, h.log(failing.ID, ""), "Error: task broken: exit status 42", "Tearing down build VM")
+	if got := h.wait(complete.ID); got.Status != app.JobSuccess {
+		t.Errorf("complete-build job: %s\n%s", got.Status, h.log(complete.ID, ""))
+	}
+	if ts := h.tasks(complete.ID); !sameTasks(ts, map[string]app.TaskStatus{"first": app.TaskSuccess, "done": app.TaskSuccess, "skipped": app.TaskSkipped}) {
+		t.Errorf("complete-build tasks: %v", ts)
+	}
+}
