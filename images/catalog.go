@@ -42,7 +42,9 @@ func DefaultAliases() map[string]string {
 	}
 }
 
-// Catalog is the set of images below Dir plus the configured aliases.
+// Catalog is the set of images below Dir plus the configured aliases. An
+// alias mapped to itself ("debian/testing" -> "debian/testing") is listed
+// for operators to repoint but resolves to the image of that name.
 type Catalog struct {
 	Dir     string
 	Aliases map[string]string // alias -> target, both "distro/release"
@@ -120,7 +122,7 @@ func (c *Catalog) Resolve(name string) (string, error) {
 			return "", err
 		}
 		next, ok := c.Aliases[cur]
-		if !ok {
+		if !ok || next == cur { // a name mapped to itself is an image, not an alias
 			return cur, nil
 		}
 		if seen[cur] {
@@ -264,7 +266,7 @@ func (c *Catalog) List() ([]*Image, error) {
 // refuses aliases, so removing "debian/stable" cannot silently delete the
 // release it points at. Running VMs keep their open files.
 func (c *Catalog) Remove(name, arch string) ([]string, error) {
-	if target, ok := c.Aliases[name]; ok {
+	if target, ok := c.Aliases[name]; ok && target != name {
 		return nil, fmt.Errorf("%s is an alias of %s; remove %s", name, target, target)
 	}
 	rel, err := c.releaseDir(name)

@@ -88,6 +88,7 @@ func TestResolve(t *testing.T) {
 		"debian/loop1":     "debian/loop2",
 		"debian/loop2":     "debian/loop1",
 		"debian/chain":     "debian/stable",
+		"debian/testing":   "debian/testing",
 		"debian/broken":    "../../etc",
 	})
 	tests := []struct {
@@ -98,6 +99,7 @@ func TestResolve(t *testing.T) {
 		{name: "default", in: "debian/unstable", want: "debian/sid"},
 		{name: "deleted default", in: "debian/oldstable", want: "debian/oldstable"},
 		{name: "chain", in: "debian/chain", want: "debian/bookworm"},
+		{name: "self", in: "debian/testing", want: "debian/testing"},
 		{name: "loop", in: "debian/loop1", err: "loop"},
 		{name: "bad target", in: "debian/broken", err: "invalid image name"},
 		{name: "bad name", in: "../x", err: "invalid image name"},
