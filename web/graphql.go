@@ -34,6 +34,35 @@ type apiOnce struct {
 	once   sync.Once
 	schema graphql.Schema
 	err    error
+
+	// Validated documents by query text: clients send the same few
+	// queries over and over (hut polls once a second), and validation
+	// costs more than running a small query.
+	mu   sync.Mutex
+	docs map[string]*ast.Document
+}
+
+const maxCachedDocs = 256
+
+func (a *apiOnce) cachedDoc(query string) *ast.Document {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.docs[query]
+}
+
+func (a *apiOnce) cacheDoc(query string, doc *ast.Document) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.docs == nil {
+		a.docs = map[string]*ast.Document{}
+	}
+	if len(a.docs) >= maxCachedDocs {
+		for k := range a.docs { // evict an arbitrary entry
+			delete(a.docs, k)
+			break
+		}
+	}
+	a.docs[query] = doc
 }
 
 // graphQLSchema returns the server's schema. Building it can only fail
@@ -244,22 +273,9 @@ func (s *Server) executeGraphQL(ctx context.Context, req *gqlRequest, opt execOp
 		s.Log.Error("graphql schema", "err", err)
 		return nil, &requestError{status: http.StatusInternalServerError, code: "INTERNAL", msg: "internal error"}
 	}
-	doc, err := parser.Parse(parser.ParseParams{Source: source.NewSource(&source.Source{
-		Body: []byte(req.Query),
-		Name: "GraphQL request",
-	})})
-	if err != nil {
-		return &gqlResponse{Errors: s.formatErrors(ctx, []error{err}, "GRAPHQL_PARSE_FAILED")}, nil
-	}
-	if err := checkLimits(doc); err != nil {
-		return &gqlResponse{Errors: []gqlErrorJSON{{Message: err.Error(), Extensions: map[string]string{"code": "QUERY_TOO_COMPLEX"}}}}, nil
-	}
-	if vr := graphql.ValidateDocument(schema, doc, nil); !vr.IsValid {
-		errs := make([]error, len(vr.Errors))
-		for i, e := range vr.Errors {
-			errs[i] = e
-		}
-		return &gqlResponse{Errors: s.formatErrors(ctx, errs, "GRAPHQL_VALIDATION_FAILED")}, nil
+	doc, resp := s.validDocument(ctx, schema, req.Query)
+	if resp != nil {
+		return resp, nil
 	}
 	op := findOperation(doc, req.OperationName)
 	if op != nil && op.Operation != ast.OperationTypeQuery && !opt.allowMutations {
@@ -282,6 +298,33 @@ func (s *Server) executeGraphQL(ctx context.Context, req *gqlRequest, opt execOp
 		errs[i] = e
 	}
 	return &gqlResponse{Data: res.Data, Errors: s.formatErrors(ctx, errs, "BAD_USER_INPUT")}, nil
+}
+
+// validDocument parses and validates a query (or takes it from the
+// cache); a non-nil response carries the errors.
+func (s *Server) validDocument(ctx context.Context, schema *graphql.Schema, query string) (*ast.Document, *gqlResponse) {
+	if doc := s.api.cachedDoc(query); doc != nil {
+		return doc, nil
+	}
+	doc, err := parser.Parse(parser.ParseParams{Source: source.NewSource(&source.Source{
+		Body: []byte(query),
+		Name: "GraphQL request",
+	})})
+	if err != nil {
+		return nil, &gqlResponse{Errors: s.formatErrors(ctx, []error{err}, "GRAPHQL_PARSE_FAILED")}
+	}
+	if err := checkLimits(doc); err != nil {
+		return nil, &gqlResponse{Errors: []gqlErrorJSON{{Message: err.Error(), Extensions: map[string]string{"code": "QUERY_TOO_COMPLEX"}}}}
+	}
+	if vr := graphql.ValidateDocument(schema, doc, nil); !vr.IsValid {
+		errs := make([]error, len(vr.Errors))
+		for i, e := range vr.Errors {
+			errs[i] = e
+		}
+		return nil, &gqlResponse{Errors: s.formatErrors(ctx, errs, "GRAPHQL_VALIDATION_FAILED")}
+	}
+	s.api.cacheDoc(query, doc)
+	return doc, nil
 }
 
 // findOperation returns the operation that will run: the named one, or the
