@@ -117,11 +117,13 @@ func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
 }
 
 func TestBrowser(t *testing.T) {
+	// The server first, so that cleanup (last in, first out) stops the
+	// browser and its event streams before the server.
+	e := newUIEnv(t, func(c *app.Config) { c.Runner.Name = "runner.example" })
 	ctx := newBrowser(t)
 	out := outputDir(t)
-	e := newUIEnv(t, func(c *app.Config) { c.Runner.Name = "runner.example" })
 	alice, bob := e.user("alice"), e.user("bob")
-	e.seedJobs(alice)
+	failed := e.seedJobs(alice)
 
 	t.Run("log in", func(t *testing.T) {
 		do(t, ctx, "log in",
@@ -296,6 +298,21 @@ func TestBrowser(t *testing.T) {
 		screenshot(t, ctx, out, "badge.png")
 	})
 
+	t.Run("failed job", func(t *testing.T) {
+		do(t, ctx, "open the failed job",
+			chromedp.Navigate(fmt.Sprintf("%s/~alice/job/%d", e.url, failed.ID)),
+			chromedp.WaitVisible(chromedp.ID("task-build-3")),
+		)
+		banner := evalJS[string](t, ctx, `document.querySelector(".banner pre.cmd").textContent`)
+		if want := fmt.Sprintf("ssh -t builds@runner.example connect %d", failed.ID); banner != want {
+			t.Errorf("SSH banner %q, want %q", banner, want)
+		}
+		if n := evalJS[int](t, ctx, `document.querySelectorAll("table.artifacts a[download]").length`); n != 1 {
+			t.Errorf("%d artifact links", n)
+		}
+		screenshot(t, ctx, out, "job-failed.png")
+	})
+
 	t.Run("create a token", func(t *testing.T) {
 		do(t, ctx, "create a token",
 			chromedp.Navigate(e.url+"/settings"),
@@ -322,8 +339,9 @@ func TestBrowser(t *testing.T) {
 	})
 }
 
-// seedJobs gives alice a varied job list for the screenshots and badges.
-func (e *uiEnv) seedJobs(alice *app.User) {
+// seedJobs gives alice a varied job list for the screenshots and badges;
+// it returns the failed job.
+func (e *uiEnv) seedJobs(alice *app.User) *app.Job {
 	e.t.Helper()
 	ok := e.submit(alice, jobOpts{visibility: app.Public, tags: []string{"lib"}, note: "Release **v1.2.0**: update `go.mod`"})
 	e.start(ok)
@@ -333,7 +351,17 @@ func (e *uiEnv) seedJobs(alice *app.User) {
 	e.finish(ok, app.JobSuccess)
 	bad := e.submit(alice, jobOpts{visibility: app.Unlisted, tags: []string{"app", "main"}, note: "Nightly build of [app](https://example.org/app)"})
 	e.start(bad)
+	e.appendLog(bad, "", "[#2] Booting image debian/stable\n[#2] Waiting for the guest to settle\n[#2] Cloning repositories\n")
+	e.setTask(bad, "build", app.TaskRunning)
+	e.appendLog(bad, "build", "+ make\ncc -o app main.c\nmain.c:3:1: \x1b[1;31merror:\x1b[0m expected \x1b[1m';'\x1b[0m before '}' token\nmake: *** [Makefile:2: app] Error 1\n")
 	e.setTask(bad, "build", app.TaskFailed)
+	art := &app.Artifact{JobID: bad.ID, Name: "app.log", Path: "/home/build/app.log", Size: 48213, File: "2/app.log"}
+	if err := e.svc.AddArtifact(context.Background(), art); err != nil {
+		e.t.Fatal(err)
+	}
+	e.svc.Logs.Close(bad.ID, "")
+	e.svc.Logs.Close(bad.ID, "build")
 	e.finish(bad, app.JobFailed)
 	e.submit(alice, jobOpts{visibility: app.Private, note: "Try the new image"})
+	return bad
 }

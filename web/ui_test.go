@@ -366,3 +366,32 @@ func TestUIInternalErrorPage(t *testing.T) {
 	e.db.Close() // every query now fails
 	e.get(e.client(nil), "/~alice").want(t, http.StatusInternalServerError, "Something went wrong", "/static/style.css")
 }
+
+// The session cookie works on the API's download URLs (the job page links
+// them), and a cross-site request does not get the cookie's authority.
+func TestUISessionOnAPI(t *testing.T) {
+	e := newUIEnv(t)
+	alice := e.user("alice")
+	job := e.submit(alice, jobOpts{visibility: app.Private})
+	e.start(job)
+	e.appendLog(job, "", "private setup log\n")
+	c := e.client(alice)
+	logPath := fmt.Sprintf("/query/log/%d/log", job.ID)
+	e.get(c, logPath).want(t, http.StatusOK, "private setup log")
+	e.get(e.client(nil), logPath).want(t, http.StatusNotFound)
+
+	query := func(headers ...string) uiResp {
+		req, _ := http.NewRequest("POST", e.url+"/query", strings.NewReader(`{"query":"{ me { username } }"}`))
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		return e.do(c, req)
+	}
+	if r := query(); !strings.Contains(r.body, `"username":"alice"`) {
+		t.Errorf("GraphQL with the session cookie: %d %s", r.status, r.body)
+	}
+	if r := query("Sec-Fetch-Site", "cross-site"); strings.Contains(r.body, `"username":"alice"`) {
+		t.Errorf("cross-site GraphQL request used the session: %s", r.body)
+	}
+}
