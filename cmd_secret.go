@@ -18,11 +18,7 @@ import (
 // (and in the web UI); the API only lists and shares them. ctx acts as the
 // system; listing impersonates the named user so the usual rules apply.
 func runSecret(ctx context.Context, svc *app.Service, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usagef("secret: want add or list")
-	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("secret "+sub, flag.ContinueOnError)
+	fs := flag.NewFlagSet("secret", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	user := fs.String("user", "", "owner of the secret")
 	typ := fs.String("type", "", "ssh, pgp or file")
@@ -33,8 +29,15 @@ func runSecret(ctx context.Context, svc *app.Service, args []string, stdin io.Re
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usagef("secret %s: unexpected argument %q", sub, pos[0])
+	if len(pos) == 0 {
+		return usagef("secret: want add or list")
+	}
+	sub := pos[0]
+	if sub != "add" && sub != "list" {
+		return usagef("secret: unknown subcommand %q (want add or list)", sub)
+	}
+	if len(pos) > 1 {
+		return usagef("secret %s: unexpected argument %q", sub, pos[1])
 	}
 	if *user == "" {
 		return usagef("secret %s: --user is required", sub)
@@ -45,26 +48,23 @@ func runSecret(ctx context.Context, svc *app.Service, args []string, stdin io.Re
 	} else if err != nil {
 		return fmt.Errorf("find user: %w", err)
 	}
-	switch sub {
-	case "add":
-		in, err := secretInput(*typ, *name, *path, *mode, stdin)
-		if err != nil {
-			return err
-		}
-		sec, err := svc.CreateSecret(ctx, u.ID, *in)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, sec.UUID)
-		fmt.Fprintf(stderr, "added %s secret %s for %s\n", typeLabel(sec.Type), sec.Ref(), u.CanonicalName())
-		return nil
-	case "list":
+	if sub == "list" {
 		if *typ != "" || *name != "" || *path != "" || *mode != "" {
 			return usagef("secret list takes only --user")
 		}
 		return listSecrets(app.NewContextWithAuth(ctx, &app.Auth{Kind: app.AuthSession, User: u}), svc, stdout)
 	}
-	return usagef("secret: unknown subcommand %q (want add or list)", sub)
+	in, err := secretInput(*typ, *name, *path, *mode, stdin)
+	if err != nil {
+		return err
+	}
+	sec, err := svc.CreateSecret(ctx, u.ID, *in)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, sec.UUID)
+	fmt.Fprintf(stderr, "added %s secret %s for %s\n", typeLabel(sec.Type), sec.Ref(), u.CanonicalName())
+	return nil
 }
 
 // secretInput builds and checks a new secret from the flags and stdin.
