@@ -17,6 +17,12 @@ func (s *Server) registerAPIRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /query/log/{job}/log", s.handleJobLog)
 	mux.HandleFunc("GET /query/log/{job}/{task}/log", s.handleTaskLog)
 	mux.HandleFunc("GET /query/artifact/{id}/{name}", s.handleArtifact)
+	mux.HandleFunc("/query/", s.handleQueryNotFound)
+}
+
+// handleQueryNotFound keeps API clients on JSON for unknown /query/ paths.
+func (s *Server) handleQueryNotFound(w http.ResponseWriter, r *http.Request) {
+	writeJSONError(w, http.StatusNotFound, "Not found: "+r.URL.Path)
 }
 
 // handleAPIMeta describes the API's access scopes, as builds.sr.ht does.

@@ -266,3 +266,27 @@ fragment TypeRef on __Type {
   kind name
   ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }
 }`
+
+func TestQueryInternalErrors(t *testing.T) {
+	e := newAPIEnv(t)
+	alice, _ := e.user("alice")
+	e.db.Close() // every store call now fails
+	r, rerr := e.srv.executeGraphQL(as(alice), &gqlRequest{Query: "{ me { username } jobs { cursor } }"}, execOptions{})
+	if rerr != nil {
+		t.Fatal(rerr.msg)
+	}
+	if len(r.Errors) != 1 || r.Errors[0].Message != "internal error" || r.Errors[0].Extensions["code"] != "INTERNAL" ||
+		fmt.Sprint(r.Errors[0].Path) != "[jobs]" || r.Data != nil {
+		t.Errorf("got %+v", r)
+	}
+}
+
+func TestQueryUnknownPaths(t *testing.T) {
+	e := newAPIEnv(t)
+	for _, p := range []string{"/query/nope", "/query/log/1", "/query/artifact/1"} {
+		status, h, body := e.fetch("", e.url+p, "")
+		if status != 404 || h.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: %d %s %s", p, status, h.Get("Content-Type"), body)
+		}
+	}
+}
