@@ -66,39 +66,41 @@ func (s *ansiState) renderLine(b *strings.Builder, line string) {
 	s.scan(b, segs[len(segs)-1])
 }
 
-// scan parses text, writing HTML to b (nil: only track the state).
+// scan parses text, writing HTML to b (nil: only track the state). Runs
+// of printable text are written as slices of text, without copying.
 func (s *ansiState) scan(b *strings.Builder, text string) {
-	var run strings.Builder
-	flush := func() {
-		if b == nil || run.Len() == 0 {
-			run.Reset()
+	start := 0
+	flush := func(end int) {
+		if b == nil || end <= start {
 			return
 		}
 		cls := s.classes()
 		if cls != "" {
-			b.WriteString(`<span class="` + cls + `">`)
+			b.WriteString(`<span class="`)
+			b.WriteString(cls)
+			b.WriteString(`">`)
 		}
-		writeLinkified(b, run.String())
+		writeLinkified(b, text[start:end])
 		if cls != "" {
 			b.WriteString("</span>")
 		}
-		run.Reset()
 	}
 	for i := 0; i < len(text); i++ {
 		c := text[i]
-		switch {
-		case c == 0x1b:
+		if c == '\t' || c >= 0x20 && c != 0x7f {
+			continue
+		}
+		flush(i) // the run ends at an escape or a dropped control byte
+		if c == 0x1b {
 			n, params, final := parseEscape(text[i:])
 			if final == 'm' {
-				flush()
 				s.apply(params)
 			}
 			i += n - 1
-		case c == '\t' || c >= 0x20 && c != 0x7f:
-			run.WriteByte(c)
 		}
+		start = i + 1
 	}
-	flush()
+	flush(len(text))
 }
 
 // parseEscape measures the escape sequence at the start of s (s[0] is
@@ -283,6 +285,10 @@ var urlRE = regexp.MustCompile(`https?://[^\s<>"'\x60]+`)
 
 // writeLinkified escapes text and turns http(s) URLs into links.
 func writeLinkified(b *strings.Builder, text string) {
+	if !strings.Contains(text, "://") {
+		writeEscaped(b, text)
+		return
+	}
 	last := 0
 	for _, m := range urlRE.FindAllStringIndex(text, -1) {
 		end := m[1]
@@ -292,10 +298,37 @@ func writeLinkified(b *strings.Builder, text string) {
 		if end-m[0] <= len("https://") {
 			continue
 		}
-		b.WriteString(html.EscapeString(text[last:m[0]]))
+		writeEscaped(b, text[last:m[0]])
 		u := html.EscapeString(text[m[0]:end])
 		b.WriteString(`<a href="` + u + `" rel="nofollow noopener noreferrer">` + u + `</a>`)
 		last = end
 	}
-	b.WriteString(html.EscapeString(text[last:]))
+	writeEscaped(b, text[last:])
+}
+
+// writeEscaped writes text HTML-escaped (as html.EscapeString does)
+// without building an intermediate string.
+func writeEscaped(b *strings.Builder, text string) {
+	last := 0
+	for i := 0; i < len(text); i++ {
+		var esc string
+		switch text[i] {
+		case '<':
+			esc = "&lt;"
+		case '>':
+			esc = "&gt;"
+		case '&':
+			esc = "&amp;"
+		case '\'':
+			esc = "&#39;"
+		case '"':
+			esc = "&#34;"
+		default:
+			continue
+		}
+		b.WriteString(text[last:i])
+		b.WriteString(esc)
+		last = i + 1
+	}
+	b.WriteString(text[last:])
 }

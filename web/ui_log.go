@@ -142,12 +142,23 @@ func (c *logCursor) next(limit int64, complete bool) (string, error) {
 // render turns complete lines into HTML rows with numbered anchors.
 func (c *logCursor) render(data []byte) string {
 	var b strings.Builder
+	b.Grow(2*len(data) + 64*bytes.Count(data, []byte{'\n'}))
 	text := strings.ToValidUTF8(string(data), "\uFFFD")
 	text = strings.TrimSuffix(text, "\n")
-	for _, line := range strings.Split(text, "\n") {
+	for line := range strings.SplitSeq(text, "\n") {
 		c.line++
-		id := c.anchor + "-" + strconv.Itoa(c.line)
-		b.WriteString(`<div class="l" id="` + id + `"><a class="n" href="#` + id + `">` + strconv.Itoa(c.line) + `</a><span class="t">`)
+		n := strconv.Itoa(c.line)
+		b.WriteString(`<div class="l" id="`)
+		b.WriteString(c.anchor)
+		b.WriteString("-")
+		b.WriteString(n)
+		b.WriteString(`"><a class="n" href="#`)
+		b.WriteString(c.anchor)
+		b.WriteString("-")
+		b.WriteString(n)
+		b.WriteString(`">`)
+		b.WriteString(n)
+		b.WriteString(`</a><span class="t">`)
 		c.ansi.renderLine(&b, strings.TrimSuffix(line, "\r"))
 		b.WriteString("</span></div>\n")
 	}

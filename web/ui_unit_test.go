@@ -189,3 +189,20 @@ func TestBadgeSVG(t *testing.T) {
 		t.Errorf("badge: %s", svg)
 	}
 }
+
+// BenchmarkLogRender measures turning log bytes into HTML lines (ANSI
+// colours, escaping, anchors), the work behind every page view and event.
+func BenchmarkLogRender(b *testing.B) {
+	var sb strings.Builder
+	for i := 0; sb.Len() < 1<<20; i++ {
+		sb.WriteString("\x1b[36m[#42]\x1b[0m 2026/01/02 15:04:05 compiling pkg/module")
+		sb.WriteString(strings.Repeat("x", i%40))
+		sb.WriteString(" <ok> \x1b[1;32mPASS\x1b[0m https://example.org/build/42\n")
+	}
+	data := []byte(sb.String())
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		c := &logCursor{anchor: "task-build", ansi: newANSIState()}
+		_ = c.render(data)
+	}
+}
