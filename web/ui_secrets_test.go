@@ -16,6 +16,9 @@ import (
 
 	"builds/app"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -59,6 +62,25 @@ func (e *uiEnv) postMultipart(c *http.Client, path string, fields map[string]str
 	return e.do(c, req)
 }
 
+// testPGPKey returns an armored, unprotected PGP private key.
+func testPGPKey(t *testing.T) string {
+	t.Helper()
+	ent, err := openpgp.NewEntity("UI Test", "", "ui@example.org", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, err := armor.Encode(&buf, openpgp.PrivateKeyType, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ent.SerializePrivate(w, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	return buf.String()
+}
+
 var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 
 func TestUISecrets(t *testing.T) {
@@ -82,6 +104,11 @@ func TestUISecrets(t *testing.T) {
 	r = e.postMultipart(ca, "/secrets", map[string]string{"type": "plaintext_file", "path": "~/.netrc", "mode": "600"}, "netrc", []byte("machine x login y password z\n"))
 	r.want(t, http.StatusSeeOther)
 	e.get(ca, "/secrets").want(t, http.StatusOK, "~/.netrc", "mode <code>600</code>")
+
+	// A PGP key, pasted.
+	e.postMultipart(ca, "/secrets", map[string]string{"type": "pgp_key", "name": "signing", "secret": testPGPKey(t)}, "", nil).
+		want(t, http.StatusSeeOther)
+	e.get(ca, "/secrets").want(t, http.StatusOK, "signing", "PGP key")
 
 	tests := []struct {
 		name    string
@@ -126,8 +153,8 @@ func TestUISecrets(t *testing.T) {
 	e.get(ca, "/secrets").want(t, http.StatusOK, "Successfully removed secret "+uuid+" (deploy-key).")
 	e.post(ca, "/secret/delete", url.Values{"uuid": {uuid}}).want(t, http.StatusNotFound)
 	list, _ := e.svc.Secrets(as(alice), nil)
-	if len(list.Secrets) != 1 {
-		t.Errorf("alice has %d secrets, want 1 (the file)", len(list.Secrets))
+	if len(list.Secrets) != 2 {
+		t.Errorf("alice has %d secrets, want 2 (the file and the PGP key)", len(list.Secrets))
 	}
 }
 
