@@ -233,6 +233,7 @@ func TestUILoginLogout(t *testing.T) {
 	anon := e.client(nil)
 
 	e.get(anon, "/").want(t, http.StatusOK, "Log in", "testbuilds")
+	e.get(anon, "/login?next=/secrets").want(t, http.StatusOK, `name="password"`, `value="/secrets"`)
 	e.post(anon, "/login", url.Values{"username": {"alice"}, "password": {"wrong-password"}}).
 		want(t, http.StatusUnauthorized, "invalid username or password")
 	e.get(anon, "/settings").want(t, http.StatusSeeOther)
@@ -249,6 +250,9 @@ func TestUILoginLogout(t *testing.T) {
 		t.Fatal("no session cookie after login")
 	}
 	e.get(c, "/").want(t, http.StatusOK, "Welcome back, ~alice")
+	if r := e.get(c, "/login?next=/submit"); r.status != http.StatusSeeOther || r.header.Get("Location") != "/submit" {
+		t.Errorf("login page when logged in: %d to %q", r.status, r.header.Get("Location"))
+	}
 
 	// The cookie's attributes, as the server set them.
 	resp := e.post(e.client(nil), "/login", url.Values{"username": {"alice"}, "password": {"password-alice"}, "next": {"/secrets"}})
