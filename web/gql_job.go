@@ -173,8 +173,8 @@ func (g *schemaBuilder) jobTypes() {
 				"status":  {Type: nn(g.taskStatus), Resolve: func(p graphql.ResolveParams) (any, error) { return taskOf(p).task.Status, nil }},
 				"log": {Type: g.log, Resolve: g.access(app.ScopeLogs, app.RO, func(p graphql.ResolveParams) (any, error) {
 					t := taskOf(p)
-					if t.task.Status == app.TaskPending {
-						return nil, nil // no log until the task starts
+					if t.task.Status == app.TaskPending || t.task.Status == app.TaskSkipped {
+						return nil, nil // no log until the task starts; skipped tasks never ran
 					}
 					return &gqlLog{jobID: t.task.JobID, task: t.task.Name}, nil
 				})},

@@ -335,6 +335,13 @@ func TestJobFields(t *testing.T) {
 		get(j, "tasks", 0, "job", "id") != float64(job.ID) || get(j, "tasks", 1, "status") != "PENDING" {
 		t.Errorf("tasks = %v", j["tasks"])
 	}
+	if err := e.svc.SkipRemainingTasks(app.SystemContext(context.Background()), job.ID); err != nil {
+		t.Fatal(err)
+	}
+	d2 := e.mustQuery(tok, `query q($id: Int!) { job(id: $id) { tasks { status log { fullURL } } } }`, map[string]any{"id": job.ID})
+	if fmt.Sprint(get(d2, "job", "tasks", 1)) != "map[log:<nil> status:SKIPPED]" {
+		t.Errorf("skipped task = %v", get(d2, "job", "tasks", 1))
+	}
 	arts := fmt.Sprint(j["artifacts"])
 	wantURL := fmt.Sprintf("%s/query/artifact/%d/app.tar.gz", e.url, a.ID)
 	if !strings.Contains(arts, "path:/home/build/out/app.tar.gz size:5 url:"+wantURL) || !strings.Contains(arts, "path:old.bin size:10 url:<nil>") {
