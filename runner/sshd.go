@@ -297,6 +297,11 @@ func (s *SSHServer) command(ctx context.Context, ss *sshSession, line string) in
 	case <-r.stepsDone:
 	default:
 		followLogs(ctx, out, s.svc, job.ID, names, r.stepsDone)
+		select {
+		case <-r.stepsDone:
+		default: // the user left while the tasks ran
+			return 1
+		}
 	}
 	return s.shell(ctx, ss, r, fields[2:])
 }

@@ -21,7 +21,7 @@ import (
 // under TCG.
 
 // newVMHarness is a harness whose pool boots QEMU guests of the test image.
-func newVMHarness(t *testing.T, opts ...func(*app.Config)) (*harness, *images.Image) {
+func newVMHarness(t testing.TB, opts ...func(*app.Config)) (*harness, *images.Image) {
 	t.Helper()
 	img := imagestest.Bookworm(t)
 	opts = append([]func(*app.Config){func(c *app.Config) {
