@@ -196,8 +196,12 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (*Auth, error
 	if err != nil {
 		return nil, fmt.Errorf("find token user: %w", err)
 	}
-	if err := s.Store.TouchToken(ctx, t.ID); err != nil {
-		s.Log.Warn("touch token", "token_id", t.ID, "err", err)
+	// Record use at most once a minute: a write per API request would
+	// serialize every reader behind SQLite's write lock.
+	if t.LastUsed == nil || s.now().Sub(*t.LastUsed) >= time.Minute {
+		if err := s.Store.TouchToken(ctx, t.ID); err != nil {
+			s.Log.Warn("touch token", "token_id", t.ID, "err", err)
+		}
 	}
 	return &Auth{Kind: AuthToken, User: u, Grants: g, TokenID: t.ID}, nil
 }
