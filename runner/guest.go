@@ -59,9 +59,11 @@ type Booter interface {
 // QEMUBooter boots a fresh QEMU VM per job from the image catalogue, on a
 // qcow2 overlay in [runner] work-dir, logged into with a per-job key.
 type QEMUBooter struct {
+	// Log receives the acceleration warning (default slog.Default()).
+	Log *slog.Logger
+
 	cfg     *app.Config
 	catalog *images.Catalog
-	log     *slog.Logger
 
 	mode      string
 	accelOnce sync.Once
@@ -74,7 +76,7 @@ type QEMUBooter struct {
 // verdict is kept. A fallback warning goes to the server log once and to
 // every job's setup log.
 func NewQEMUBooter(cfg *app.Config, catalog *images.Catalog, accel string) *QEMUBooter {
-	return &QEMUBooter{cfg: cfg, catalog: catalog, log: slog.Default(), mode: accel}
+	return &QEMUBooter{Log: slog.Default(), cfg: cfg, catalog: catalog, mode: accel}
 }
 
 // Accel resolves (once) and returns the accelerator and its warning.
@@ -82,7 +84,7 @@ func (b *QEMUBooter) Accel(ctx context.Context) (accel, warning string) {
 	b.accelOnce.Do(func() {
 		b.accel, b.warning = ProbeAccel(ctx, b.mode)
 		if b.warning != "" {
-			b.log.Warn("vm acceleration", "accel", b.accel, "warning", b.warning)
+			b.Log.Warn("vm acceleration", "accel", b.accel, "warning", b.warning)
 		}
 	})
 	return b.accel, b.warning

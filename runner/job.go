@@ -72,34 +72,23 @@ func newJobRun(p *Pool, cj *app.ClaimedJob) *jobRun {
 // logf writes a runner line to the setup log.
 func (r *jobRun) logf(format string, args ...any) { r.setup.Printf(format, args...) }
 
-// run executes the job and always leaves its VM torn down, its logs
-// closed and a final status stored.
-func (r *jobRun) run() {
-	defer r.release()
-	defer r.cancel(nil)
+// run executes the job up to its final status. It reports whether the
+// failed job's VM should now be kept for `connect` (standby); either way
+// the caller ends with cleanup.
+func (r *jobRun) run() (standby bool) {
 	id := r.job.ID
-	log := r.p.log.With("job_id", id)
 	setup, err := openLog(r.svc, id, "", r.mask)
 	if err != nil {
-		log.Error("open setup log", "err", err)
+		r.p.log.Error("open setup log", "job_id", id, "err", err)
 		r.finish(app.JobFailed, err.Error())
-		return
+		return false
 	}
 	r.setup = setup
-	defer func() {
-		setup.Close()
-		r.svc.Logs.Forget(id, "")
-		for _, t := range r.tasks {
-			r.svc.Logs.Forget(id, t.Name)
-		}
-	}()
-	defer r.revokeToken()
 	go r.watchStatus()
-	log.Info("job started", "image", r.m.Image, "deadline", r.deadline)
+	r.p.log.Info("job started", "job_id", id, "image", r.m.Image, "deadline", r.deadline)
 
 	err = r.boot()
 	if err == nil {
-		defer r.teardown()
 		if r.m.Shell {
 			r.shellBanner()
 		}
@@ -112,12 +101,32 @@ func (r *jobRun) run() {
 		}
 		if errors.Is(context.Cause(r.ctx), errCancelled) {
 			r.fail(errCancelled)
-			return
+			return false
 		}
 		r.finish(app.JobSuccess, "")
-		return
+		return false
 	}
-	r.fail(err)
+	st := r.fail(err)
+	return st == app.JobFailed && r.guest != nil && r.cfg.Runner.FailedKeepalive > 0 &&
+		!errors.Is(context.Cause(r.ctx), errShutdown)
+}
+
+// cleanup tears the VM down, revokes the job's token and closes the logs.
+func (r *jobRun) cleanup() {
+	defer r.release()
+	defer r.cancel(nil)
+	r.endSteps()
+	if r.guest != nil {
+		r.teardown()
+	}
+	r.revokeToken()
+	if r.setup != nil {
+		r.setup.Close()
+	}
+	r.svc.Logs.Forget(r.job.ID, "")
+	for _, t := range r.tasks {
+		r.svc.Logs.Forget(r.job.ID, t.Name)
+	}
 }
 
 // boot starts the guest.
@@ -163,9 +172,9 @@ func (r *jobRun) status(err error) app.JobStatus {
 	return app.JobFailed
 }
 
-// fail records a failed, timed-out or cancelled job and, for failures of
-// a booted guest, keeps the VM around for `connect` (behaviour.md §1.11).
-func (r *jobRun) fail(err error) {
+// fail records a failed, timed-out or cancelled job and returns the
+// status.
+func (r *jobRun) fail(err error) app.JobStatus {
 	st := r.status(err)
 	msg := err.Error()
 	switch st {
@@ -176,9 +185,7 @@ func (r *jobRun) fail(err error) {
 	}
 	r.logf("Error: %s", msg)
 	r.finish(st, msg)
-	if st == app.JobFailed && r.guest != nil && !errors.Is(context.Cause(r.ctx), errShutdown) {
-		r.standby()
-	}
+	return st
 }
 
 // finish stores the final status once.
@@ -246,12 +253,11 @@ func (r *jobRun) waitShell() {
 }
 
 // standby keeps a failed job's VM for [runner] failed-keepalive so the
-// owner can connect; a connection extends it to the job deadline.
+// owner can connect (behaviour.md §1.11); a connection extends it to the
+// job deadline. The job's status is already final, so the pool runs this
+// outside its slots: an idle failed VM does not hold up the queue.
 func (r *jobRun) standby() {
 	keep := r.cfg.Runner.FailedKeepalive
-	if keep <= 0 {
-		return
-	}
 	r.logf("Build failed.")
 	r.logf("The build environment will be kept alive for %s.", humanDuration(keep))
 	r.logf("To log in with SSH and examine it, use the following command:")

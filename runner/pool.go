@@ -166,12 +166,23 @@ func (p *Pool) run(cj *app.ClaimedJob) {
 	p.mu.Lock()
 	p.jobs[cj.Job.ID] = r
 	p.mu.Unlock()
-	defer func() {
+	done := func() {
+		r.cleanup()
 		p.mu.Lock()
 		delete(p.jobs, cj.Job.ID)
 		p.mu.Unlock()
+	}
+	if !r.run() {
+		done()
+		return
+	}
+	// The slot is still counted in wg, so this Add cannot race Close's Wait.
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		r.standby()
+		done()
 	}()
-	r.run()
 }
 
 // cleanWorkDir kills the QEMU processes a previous process left behind

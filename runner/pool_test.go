@@ -136,3 +136,18 @@ func readFrom(path string, off int64) []byte {
 	n, _ := f.ReadAt(b, off)
 	return b[:n]
 }
+
+func TestStandbyFreesSlot(t *testing.T) {
+	h := newHarness(t, func(c *app.Config) { c.Runner.Slots = 1; c.Runner.FailedKeepalive = 10 * time.Minute })
+	failed := h.submit("image: debian/stable\ntasks:\n  - a: \"false\"\n")
+	h.waitLog(failed.ID, "", "After logging in, the deadline is increased")
+	next := h.submit("image: debian/stable\ntasks:\n  - a: \"true\"\n")
+	if got := h.wait(next.ID); got.Status != app.JobSuccess {
+		t.Fatalf("next job: %s", got.Status)
+	}
+	if h.pool.job(failed.ID) == nil {
+		t.Fatal("failed job's standby ended early")
+	}
+	h.pool.CancelJob(failed.ID)
+	h.wait(failed.ID)
+}
