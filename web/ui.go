@@ -5,6 +5,7 @@ import (
 	"errors"
 	"html/template"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -97,6 +98,9 @@ func (u *ui) registerUserRoutes(m *http.ServeMux) {
 }
 
 func newUI(s *Server) (*ui, error) {
+	if s.Log == nil {
+		s.Log = slog.Default() // Handler() may be used without Open (tests)
+	}
 	u := &ui{srv: s, svc: s.Service, cfg: s.config(), pages: map[string]*template.Template{}}
 	if err := u.parseTemplates(); err != nil {
 		return nil, err
