@@ -57,8 +57,7 @@ func TestEmailTrigger(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.Mail.SMTPHost, cfg.Mail.SMTPPort, cfg.Mail.SMTPEncryption = "127.0.0.1", ms.port, tt.encryption
 			cfg.Mail.SMTPUser, cfg.Mail.SMTPPassword = tt.user, tt.pass
-			e := newEnv(t, cfg)
-			e.d.MailTLS = &tls.Config{RootCAs: pool}
+			e := newEnv(t, cfg, func(d *Dispatcher) { d.MailTLS = &tls.Config{RootCAs: pool} })
 
 			job := e.runToEnd(jobSpec{manifest: emailManifest, tags: "frob/main", note: &note, tasks: emailTasks}, app.JobFailed)
 			recs := e.deliveries(job.ID, 1)

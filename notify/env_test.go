@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,6 +48,7 @@ type env struct {
 	d     *Dispatcher
 	user  *app.User
 	clock *clock // the Service's clock
+	opts  []func(*Dispatcher)
 }
 
 // clock is a settable time source.
@@ -83,9 +85,10 @@ func testConfig(t *testing.T) *app.Config {
 
 // newEnv opens a store on cfg's data dir and starts a Dispatcher on it,
 // rendering user webhooks with the real GraphQL API (web.Server).
-func newEnv(t *testing.T, cfg *app.Config) *env {
+// opts adjust the Dispatcher before it starts.
+func newEnv(t *testing.T, cfg *app.Config, opts ...func(*Dispatcher)) *env {
 	t.Helper()
-	e := &env{t: t, cfg: cfg, path: filepath.Join(cfg.Builds.DataDir, "builds.db"), clock: &clock{now: t0.Add(finishAfter)}}
+	e := &env{t: t, cfg: cfg, path: filepath.Join(cfg.Builds.DataDir, "builds.db"), clock: &clock{now: t0.Add(finishAfter)}, opts: opts}
 	e.open()
 	ctx := context.Background()
 	if u, err := e.db.FindUserByName(ctx, "alice"); err == nil {
@@ -122,6 +125,9 @@ func (e *env) open() {
 	d.Backoff = 20 * time.Millisecond
 	d.MaxBackoff = 100 * time.Millisecond
 	d.PollInterval = 50 * time.Millisecond
+	for _, o := range e.opts {
+		o(d)
+	}
 	svc.Events = d
 	e.db, e.svc, e.d = db, svc, d
 	d.Start(context.Background())
@@ -404,6 +410,10 @@ type hookServer struct {
 	mu       sync.Mutex
 	reqs     []*hookRequest
 	statuses []int
+	// hang, while set, makes requests wait for the client to give up
+	// (they are not recorded); arrived gets their delivery ids.
+	hang    atomic.Bool
+	arrived chan string
 }
 
 type hookRequest struct {
@@ -413,13 +423,19 @@ type hookRequest struct {
 }
 
 func newHookServer(t *testing.T, pub ed25519.PublicKey, statuses ...int) *hookServer {
-	h := &hookServer{pub: pub, statuses: statuses}
+	h := &hookServer{pub: pub, statuses: statuses, arrived: make(chan string, 100)}
 	h.Server = httptest.NewServer(h)
 	t.Cleanup(h.Close)
 	return h
 }
 
 func (h *hookServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.hang.Load() {
+		io.Copy(io.Discard, r.Body) // so the server notices the client leaving
+		h.arrived <- r.Header.Get("X-Webhook-Delivery")
+		<-r.Context().Done()
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
 	req := &hookRequest{header: r.Header.Clone(), body: string(body), verified: verify(h.pub, body, r.Header)}
 	h.mu.Lock()
@@ -475,4 +491,9 @@ func (e *env) settle() {
 // userContext acts as e.user through a web session.
 func (e *env) userContext() context.Context {
 	return app.NewContextWithAuth(context.Background(), &app.Auth{Kind: app.AuthSession, User: e.user})
+}
+
+// openStore opens the database file directly (as a restarted process).
+func openStore(path string) (*store.DB, error) {
+	return store.Open(context.Background(), path)
 }

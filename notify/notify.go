@@ -75,7 +75,7 @@ type Dispatcher struct {
 	queue    []jobEvent
 	handling bool // the event loop is working on an event
 	closing  bool
-	inflight map[int64]bool // deliveries being sent
+	inflight map[int64]bool // subscriptions with a delivery being sent
 	triggers sync.WaitGroup // running trigger batches
 
 	wakeEvents     chan struct{}

@@ -113,8 +113,10 @@ func (d *Dispatcher) deliveryLoop(ctx context.Context) {
 	}
 }
 
-// dispatchDue starts a goroutine per due delivery, as long as a slot is
-// free; the rest wait for the next round.
+// dispatchDue starts a goroutine per due delivery while slots are free;
+// the rest wait for the next round. A subscription has at most one
+// delivery in flight, so a slow or dead endpoint holds one slot, not all
+// of them, and each endpoint gets its events in order.
 func (d *Dispatcher) dispatchDue(ctx context.Context, sem chan struct{}) {
 	due, err := d.svc.Store.FindDueWebhookDeliveries(ctx, d.svc.Now().UTC(), 4*cap(sem))
 	if err != nil {
@@ -124,21 +126,13 @@ func (d *Dispatcher) dispatchDue(ctx context.Context, sem chan struct{}) {
 		return
 	}
 	for _, del := range due {
-		d.mu.Lock()
-		busy := d.inflight[del.ID]
-		if !busy {
-			d.inflight[del.ID] = true
-		}
-		d.mu.Unlock()
-		if busy {
+		if !d.claim(del) {
 			continue
 		}
 		select {
 		case sem <- struct{}{}:
 		default:
-			d.mu.Lock()
-			delete(d.inflight, del.ID)
-			d.mu.Unlock()
+			d.release(del)
 			return
 		}
 		d.wg.Add(1)
@@ -146,14 +140,29 @@ func (d *Dispatcher) dispatchDue(ctx context.Context, sem chan struct{}) {
 			defer d.wg.Done()
 			defer func() {
 				<-sem
-				d.mu.Lock()
-				delete(d.inflight, del.ID)
-				d.mu.Unlock()
+				d.release(del)
 				d.signal(d.wakeDeliveries) // a slot is free
 			}()
 			d.deliver(ctx, del)
 		}()
 	}
+}
+
+// claim marks a delivery in flight unless its subscription already has one.
+func (d *Dispatcher) claim(del *app.WebhookDelivery) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.inflight[del.SubscriptionID] {
+		return false
+	}
+	d.inflight[del.SubscriptionID] = true
+	return true
+}
+
+func (d *Dispatcher) release(del *app.WebhookDelivery) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.inflight, del.SubscriptionID)
 }
 
 // deliver makes one attempt at a delivery and records its outcome.
