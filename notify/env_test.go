@@ -40,11 +40,11 @@ const finishAfter = 3*time.Minute + 12*time.Second
 
 // env is a real store, Service and Dispatcher on a temp dir.
 type env struct {
-	t    *testing.T
-	path string // database file
-	cfg  *app.Config
-	db   *store.DB
-	svc  *app.Service
+	t     *testing.T
+	path  string // database file
+	cfg   *app.Config
+	db    *store.DB
+	svc   *app.Service
 	d     *Dispatcher
 	user  *app.User
 	clock *clock // the Service's clock
