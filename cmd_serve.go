@@ -180,7 +180,6 @@ func (m *Main) cmdServe(ctx context.Context, args []string) error {
 	if err := m.startRunner(ctx); err != nil {
 		return err
 	}
-	m.Web = &web.Server{Addr: m.Config.Builds.Listen, Service: m.Service, Config: m.Config, Log: m.Log}
 	if err := m.Web.Open(); err != nil {
 		return err
 	}

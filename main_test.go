@@ -249,12 +249,15 @@ func TestServe(t *testing.T) {
 	req, _ := http.NewRequest("POST", base+"/query", strings.NewReader(`{"query":"{ me { canonicalName } }"}`))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
-	if resp, err := http.DefaultClient.Do(req); err == nil {
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == 200 && !strings.Contains(string(body), "~admin") {
-			t.Errorf("me query: %s", body)
-		}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"~admin"`) {
+		t.Errorf("me query: %d %s", resp.StatusCode, body)
 	}
 	cancel()
 	select {
