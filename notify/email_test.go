@@ -380,3 +380,51 @@ func TestNormalizeMsgID(t *testing.T) {
 		})
 	}
 }
+
+func TestNewDispatcherErrors(t *testing.T) {
+	locked, err := openpgp.NewEntity("CI", "", "ci@example.org", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := locked.EncryptPrivateKeys([]byte("passphrase"), nil); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, _ := armor.Encode(&buf, openpgp.PrivateKeyType, nil)
+	if err := locked.SerializePrivateWithoutSigning(w, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	lockedPath := filepath.Join(t.TempDir(), "locked.asc")
+	os.WriteFile(lockedPath, buf.Bytes(), 0o600)
+	publicPath := filepath.Join(t.TempDir(), "public.asc")
+	buf.Reset()
+	w, _ = armor.Encode(&buf, openpgp.PublicKeyType, nil)
+	locked.Serialize(w)
+	w.Close()
+	os.WriteFile(publicPath, buf.Bytes(), 0o600)
+
+	tests := []struct {
+		name  string
+		setup func(cfg *app.Config)
+		want  string
+	}{
+		{name: "ErrMissingPGPKey", setup: func(cfg *app.Config) { cfg.Mail.PGPKey = "/nonexistent/key.asc" }, want: "load pgp key"},
+		{name: "ErrPassphraseProtected", setup: func(cfg *app.Config) { cfg.Mail.PGPKey = lockedPath }, want: "passphrase-protected"},
+		{name: "ErrPublicKeyOnly", setup: func(cfg *app.Config) { cfg.Mail.PGPKey = publicPath }, want: "no private key usable for signing"},
+		{name: "ErrBadFrom", setup: func(cfg *app.Config) { cfg.Mail.From = "not an address" }, want: "mail.from"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			tt.setup(cfg)
+			svc, err := app.NewService(nil, cfg, make([]byte, 32))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := NewDispatcher(svc, cfg, nil, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -264,9 +264,11 @@ func (d *Dispatcher) goTriggers(run func()) {
 	}()
 }
 
-// appendLog writes one line to the end of a job's setup log.
+// appendLog writes one line to the end of a job's setup log, prefixed
+// like the runner's lines ("[#<id>] <date> <time> ").
 func (d *Dispatcher) appendLog(jobID int64, format string, args ...any) {
-	d.svc.AppendSetupLog(jobID, fmt.Sprintf(format, args...)+"\n")
+	prefix := fmt.Sprintf("[#%d] %s ", jobID, d.svc.Now().Format("2006/01/02 15:04:05"))
+	d.svc.AppendSetupLog(jobID, prefix+fmt.Sprintf(format, args...)+"\n")
 }
 
 // backoff is the wait after the given failed attempt (1-based).
