@@ -94,6 +94,11 @@ func (b *QEMUBooter) Accel(ctx context.Context) (accel, warning string) {
 func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 	img, err := b.catalog.Lookup(spec.Image, spec.Arch)
 	if err != nil {
+		arch := spec.Arch
+		if arch == "" {
+			arch = "default"
+		}
+		spec.Logf("Booting image %s (%s)", spec.Image, arch)
 		return nil, err
 	}
 	accel, warning := b.Accel(ctx)

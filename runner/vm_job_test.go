@@ -175,3 +175,15 @@ func TestVMJobEndings(t *testing.T) {
 		t.Errorf("complete-build tasks: %v", ts)
 	}
 }
+
+// TestQEMUBooterMissingImage needs no VM: the catalogue is empty.
+func TestQEMUBooterMissingImage(t *testing.T) {
+	h := openHarness(t)
+	h.pool.booter = NewQEMUBooter(h.cfg, images.NewCatalog(t.TempDir(), nil), "tcg")
+	h.start()
+	job := h.submit("image: debian/bookworm\narch: arm64\ntasks:\n  - a: \"true\"\n")
+	if got := h.wait(job.ID); got.Status != app.JobFailed {
+		t.Fatalf("status = %s", got.Status)
+	}
+	linesInOrder(t, h.log(job.ID, ""), "Booting image debian/bookworm (arm64)", "Error: boot: Image 'debian/bookworm' does not exist")
+}
