@@ -40,7 +40,7 @@ const finishAfter = 3*time.Minute + 12*time.Second
 
 // env is a real store, Service and Dispatcher on a temp dir.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	path  string // database file
 	cfg   *app.Config
 	db    *store.DB
@@ -71,7 +71,7 @@ func (c *clock) Add(d time.Duration) {
 
 // testConfig returns a config for tests: loopback receivers allowed, short
 // timeouts, three attempts.
-func testConfig(t *testing.T) *app.Config {
+func testConfig(t testing.TB) *app.Config {
 	cfg := app.DefaultConfig()
 	cfg.Builds.DataDir = t.TempDir()
 	cfg.Builds.Origin = "https://ci.example.org"
@@ -86,7 +86,7 @@ func testConfig(t *testing.T) *app.Config {
 // newEnv opens a store on cfg's data dir and starts a Dispatcher on it,
 // rendering user webhooks with the real GraphQL API (web.Server).
 // opts adjust the Dispatcher before it starts.
-func newEnv(t *testing.T, cfg *app.Config, opts ...func(*Dispatcher)) *env {
+func newEnv(t testing.TB, cfg *app.Config, opts ...func(*Dispatcher)) *env {
 	t.Helper()
 	e := &env{t: t, cfg: cfg, path: filepath.Join(cfg.Builds.DataDir, "builds.db"), clock: &clock{now: t0.Add(finishAfter)}, opts: opts}
 	e.open()
@@ -117,7 +117,11 @@ func (e *env) open() {
 	}
 	svc.Now = e.clock.Now
 	svc.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	d, err := NewDispatcher(svc, e.cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	var logw io.Writer = testWriter{t}
+	if _, bench := t.(*testing.B); bench {
+		logw = io.Discard
+	}
+	d, err := NewDispatcher(svc, e.cfg, slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		&web.Server{Service: svc, Config: e.cfg})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +150,7 @@ func (e *env) close() {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -218,7 +222,7 @@ func (e *env) runToEnd(spec jobSpec, status app.JobStatus) *app.Job {
 
 // waitFor polls cond until it holds; the deadline only guards against a
 // hang, it is not a performance assertion.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
@@ -277,7 +281,7 @@ type received struct {
 
 // newMailServer starts a server. mode: "none" (plain), "starttls" (plain
 // with STARTTLS offered), "tls" (implicit TLS).
-func newMailServer(t *testing.T, mode string, cert *tls.Certificate) *mailServer {
+func newMailServer(t testing.TB, mode string, cert *tls.Certificate) *mailServer {
 	t.Helper()
 	ms := &mailServer{}
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
@@ -304,7 +308,7 @@ func newMailServer(t *testing.T, mode string, cert *tls.Certificate) *mailServer
 	return ms
 }
 
-type smtpLog struct{ t *testing.T }
+type smtpLog struct{ t testing.TB }
 
 func (l smtpLog) Printf(format string, v ...any) { l.t.Logf("smtp server: "+format, v...) }
 func (l smtpLog) Println(v ...any)               { l.t.Log(append([]any{"smtp server:"}, v...)...) }
@@ -369,7 +373,7 @@ func (s *mailSession) Logout() error { return nil }
 
 // testCert makes a self-signed certificate for 127.0.0.1 and localhost
 // and returns it with a pool trusting it.
-func testCert(t *testing.T) (*tls.Certificate, *x509.CertPool) {
+func testCert(t testing.TB) (*tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -414,6 +418,8 @@ type hookServer struct {
 	// (they are not recorded); arrived gets their delivery ids.
 	hang    atomic.Bool
 	arrived chan string
+	// done gets a value per recorded request (dropped when full).
+	done chan struct{}
 }
 
 type hookRequest struct {
@@ -422,8 +428,8 @@ type hookRequest struct {
 	verified bool // signature checked with the public key
 }
 
-func newHookServer(t *testing.T, pub ed25519.PublicKey, statuses ...int) *hookServer {
-	h := &hookServer{pub: pub, statuses: statuses, arrived: make(chan string, 100)}
+func newHookServer(t testing.TB, pub ed25519.PublicKey, statuses ...int) *hookServer {
+	h := &hookServer{pub: pub, statuses: statuses, arrived: make(chan string, 100), done: make(chan struct{}, 1024)}
 	h.Server = httptest.NewServer(h)
 	t.Cleanup(h.Close)
 	return h
@@ -448,6 +454,10 @@ func (h *hookServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	io.WriteString(w, "thanks\n")
+	select {
+	case h.done <- struct{}{}:
+	default:
+	}
 }
 
 func (h *hookServer) requests() []*hookRequest {
