@@ -148,7 +148,9 @@ EOF
 ln -sf /lib/systemd/system/ssh.service "$R/etc/systemd/system/sysinit.target.wants/ssh.service"
 ln -sf /dev/null "$R/etc/tmpfiles.d/systemd-nologin.conf"
 
-## trimmed systemd: every unit costs 0.1-1 s under TCG. Coldplug
+## trimmed systemd: every unit costs 0.1-1 s under TCG (masking units a
+## release does not have is harmless; the later names are trixie's). /tmp
+## stays on the job's disk rather than a RAM-sized tmpfs. Coldplug
 ## (systemd-udev-trigger) is masked: the initrd already loaded the virtio
 ## drivers; udevd still handles hot-plug. A job that needs coldplug runs
 ## "sudo udevadm trigger && sudo udevadm settle".
@@ -172,7 +174,8 @@ mask systemd-networkd.service systemd-networkd.socket systemd-networkd-wait-onli
 	systemd-udev-load-credentials.service systemd-tpm2-setup-early.service \
 	systemd-tpm2-setup.service systemd-pcrphase.service systemd-pcrphase-sysinit.service \
 	systemd-confext.service systemd-sysext.service systemd-boot-random-seed.service \
-	ssh.socket sshd-keygen.service
+	ssh.socket sshd-keygen.service \
+	tmp.mount run-lock.mount systemd-tmpfiles-setup-dev-early.service systemd-update-done.service
 mkdir -p "$R/etc/systemd/system-generators"
 for g in cryptsetup debug getty gpt-auto hibernate-resume integritysetup rc-local run \
 	system-update sysv veritysetup ssh tpm2 factory-reset import bless-boot; do
