@@ -135,10 +135,16 @@ func NewDispatcher(svc *app.Service, cfg *app.Config, log *slog.Logger, render W
 // payload signatures with.
 func (d *Dispatcher) PublicKey() string { return PublicKey(d.key) }
 
-// Start runs the event handler and the delivery worker until Close (or
-// until ctx ends). Deliveries left due by an earlier run are picked up
-// at once.
+// Start runs the event handler and the delivery worker until Close (or,
+// for network work, until ctx ends). Deliveries left due by an earlier run
+// are picked up at once. Events received before Start wait for it. Start
+// after Start or Close does nothing.
 func (d *Dispatcher) Start(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cancel != nil || d.closing {
+		return
+	}
 	d.ctx, d.cancel = context.WithCancel(app.SystemContext(ctx))
 	go d.eventLoop(context.WithoutCancel(d.ctx))
 	d.wg.Add(1)

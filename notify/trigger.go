@@ -197,7 +197,9 @@ func (d *Dispatcher) record(r *run, t trigger, status, msg string, attempt int) 
 	}
 }
 
-// emailTrigger sends the results email, retrying transient failures.
+// emailTrigger sends the results email, retrying transient failures
+// (network errors, SMTP 4xx). Attempts and the per-attempt time limit are
+// the [webhooks] max-attempts and timeout: one policy for every trigger.
 func (d *Dispatcher) emailTrigger(ctx context.Context, r *run, t trigger) {
 	msg, err := d.newMessage(t, r)
 	if err != nil {
