@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -214,9 +215,12 @@ func imageCheck(ctx context.Context, cfg *app.Config, img *images.Image, stdout,
 		return fmt.Errorf("check %s: sanity script: %w", img.Name, err)
 	}
 	start := time.Now()
-	install := img.InstallCommand([]string{"hello"}) + " >/dev/null && hello"
-	if err := guestRun(vm, install, "", stdout); err != nil {
-		return fmt.Errorf("check %s: install a package from the mirror: %w", img.Name, err)
+	var apt bytes.Buffer
+	if err := guestRun(vm, img.InstallCommand([]string{"hello"}), "", &apt); err != nil {
+		return fmt.Errorf("check %s: install a package from the mirror: %w\n%s", img.Name, err, apt.String())
+	}
+	if err := guestRun(vm, "hello", "", stdout); err != nil {
+		return fmt.Errorf("check %s: run the installed package: %w", img.Name, err)
 	}
 	fmt.Fprintf(stdout, "apt-get install hello: %.1fs\n", time.Since(start).Seconds())
 	if err := vm.Close(); err != nil {
