@@ -58,19 +58,13 @@ func (s *SSHServer) Open() error {
 	if err != nil {
 		return err
 	}
-	conf := &ssh.ServerConfig{
-		PublicKeyCallback:           s.checkKey,
-		KeyboardInteractiveCallback: s.unknownKey,
-		ServerVersion:               "SSH-2.0-builds",
-	}
-	conf.AddHostKey(key)
 	ln, err := net.Listen("tcp", s.cfg.Runner.SSHListen)
 	if err != nil {
 		return fmt.Errorf("ssh server: listen: %w", err)
 	}
 	s.ln = ln
 	s.wg.Add(1)
-	go s.serve(conf)
+	go s.serve(key)
 	return nil
 }
 
@@ -93,7 +87,7 @@ func (s *SSHServer) Close() error {
 	return err
 }
 
-func (s *SSHServer) serve(conf *ssh.ServerConfig) {
+func (s *SSHServer) serve(hostKey ssh.Signer) {
 	defer s.wg.Done()
 	for {
 		c, err := s.ln.Accept()
@@ -114,7 +108,7 @@ func (s *SSHServer) serve(conf *ssh.ServerConfig) {
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
-			s.handleConn(c, conf)
+			s.handleConn(c, s.serverConfig(hostKey))
 			s.mu.Lock()
 			delete(s.conns, c)
 			s.mu.Unlock()
@@ -133,12 +127,24 @@ func (s *SSHServer) checkKey(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permis
 	return &ssh.Permissions{Extensions: map[string]string{"user-id": strconv.FormatInt(u.ID, 10)}}, nil
 }
 
-// unknownKey runs after every offered key was refused: it explains why
-// (OpenSSH shows the instruction) and refuses.
-func (s *SSHServer) unknownKey(_ ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
-	msg := fmt.Sprintf("We don't recognize your SSH key. Make sure you've added it to your account.\n%s/keys\n", s.cfg.Builds.Origin)
-	client("", msg, nil, nil)
-	return nil, errors.New("no recognised key")
+// serverConfig returns the configuration for one connection. After every
+// offered key was refused, the keyboard-interactive step explains why
+// (OpenSSH prints the instruction) once per connection, and refuses.
+func (s *SSHServer) serverConfig(hostKey ssh.Signer) *ssh.ServerConfig {
+	told := false
+	conf := &ssh.ServerConfig{
+		PublicKeyCallback: s.checkKey,
+		KeyboardInteractiveCallback: func(_ ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+			if !told {
+				told = true
+				client("", fmt.Sprintf("We don't recognize your SSH key. Make sure you've added it to your account.\n%s/keys\n", s.cfg.Builds.Origin), nil, nil)
+			}
+			return nil, errors.New("no recognised key")
+		},
+		ServerVersion: "SSH-2.0-builds",
+	}
+	conf.AddHostKey(hostKey)
+	return conf
 }
 
 func (s *SSHServer) handleConn(c net.Conn, conf *ssh.ServerConfig) {
