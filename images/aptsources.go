@@ -221,8 +221,9 @@ func HostMirror(root string) (Mirror, error) {
 
 // ConfiguredMirror turns [images] debian-mirror into a Mirror: "" reads the
 // host's apt sources; otherwise the value is the archive URL, optionally
-// followed by the security archive's URL. Without one, "<archive>-security"
-// is tried (Debian's own layout) and skipped at build time if absent.
+// followed by the security archive's URL ("none" for no security suite).
+// Without one, "<archive>-security" is tried (Debian's own layout) and
+// skipped at build time if absent.
 func ConfiguredMirror(value, root string) (Mirror, error) {
 	f := strings.Fields(value)
 	switch len(f) {
@@ -232,7 +233,11 @@ func ConfiguredMirror(value, root string) (Mirror, error) {
 		a := strings.TrimRight(f[0], "/")
 		return Mirror{Archive: a, Security: a + "-security"}, nil
 	case 2:
-		return Mirror{Archive: strings.TrimRight(f[0], "/"), Security: strings.TrimRight(f[1], "/")}, nil
+		m := Mirror{Archive: strings.TrimRight(f[0], "/"), Security: strings.TrimRight(f[1], "/")}
+		if f[1] == "none" {
+			m.Security = ""
+		}
+		return m, nil
 	}
 	return Mirror{}, fmt.Errorf("images.debian-mirror: want \"URL [SECURITY-URL]\", got %q", value)
 }

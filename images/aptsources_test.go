@@ -178,6 +178,7 @@ func TestConfiguredMirror(t *testing.T) {
 	}{
 		{name: "one url", in: "http://m.example/debian/", want: Mirror{Archive: "http://m.example/debian", Security: "http://m.example/debian-security"}},
 		{name: "two urls", in: "file:///srv/debian file:///srv/security", want: Mirror{Archive: "file:///srv/debian", Security: "file:///srv/security"}},
+		{name: "no security", in: "http://m.example/debian none", want: Mirror{Archive: "http://m.example/debian"}},
 		{name: "three", in: "a b c", err: true},
 	}
 	for _, tt := range tests {

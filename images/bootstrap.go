@@ -82,6 +82,8 @@ func (bd *build) bootstrap(ctx context.Context, root, pub string) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Unshareflags: syscall.CLONE_NEWNS}
 	err = bd.runCmd(ctx, cmd, func(line string) {
 		switch {
+		case strings.HasPrefix(line, "I: running --customize-hook"):
+			bd.progress("bootstrap", "running the customize hook")
 		case strings.HasPrefix(line, "I: "):
 			bd.progress("bootstrap", strings.TrimPrefix(line, "I: "))
 		case strings.HasPrefix(line, "customize: "):
