@@ -27,6 +27,8 @@ type harness struct {
 	pool   *Pool
 	user   *app.User
 	ctx    context.Context // authenticated as user
+	// timeout bounds every wait (VM jobs get minutes).
+	timeout time.Duration
 }
 
 // newHarness starts a pool. Idle slots only look at the queue when woken,
@@ -81,7 +83,8 @@ func openHarness(t testing.TB, opts ...func(*app.Config)) *harness {
 	}
 	return &harness{
 		t: t, cfg: cfg, db: db, svc: svc, booter: booter, pool: pool, user: user,
-		ctx: app.NewContextWithAuth(ctx, &app.Auth{Kind: app.AuthSession, User: user}),
+		ctx:     app.NewContextWithAuth(ctx, &app.Auth{Kind: app.AuthSession, User: user}),
+		timeout: time.Minute,
 	}
 }
 
@@ -107,7 +110,7 @@ func (h *harness) submit(manifest string) *app.Job {
 // of it (VM torn down, logs closed).
 func (h *harness) wait(id int64) *app.Job {
 	h.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(h.timeout)
 	for time.Now().Before(deadline) {
 		job, err := h.db.FindJobByID(context.Background(), id)
 		if err != nil {
@@ -125,7 +128,7 @@ func (h *harness) wait(id int64) *app.Job {
 // waitFor polls cond until it holds.
 func (h *harness) waitFor(what string, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(h.timeout)
 	for time.Now().Before(deadline) {
 		if cond() {
 			return

@@ -332,8 +332,9 @@ func TestCrashRecovery(t *testing.T) {
 func waitForCmdline(t testing.TB, pid int, want string) {
 	t.Helper()
 	for i := 0; i < 200; i++ {
+		// argv[0], once bash has exec'd
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if strings.Contains(string(b), want) {
+		if strings.HasPrefix(string(b), want) {
 			return
 		}
 		sleepMS(10)

@@ -143,10 +143,13 @@ type testSession struct {
 	pty  *ptyRequest
 	env  []string
 	done chan struct{}
+	// replied is closed once the exec/shell request got its reply.
+	replied   chan struct{}
+	replyOnce sync.Once
 }
 
 func (s *testGuestServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
-	ts := &testSession{s: s, ch: ch, done: make(chan struct{})}
+	ts := &testSession{s: s, ch: ch, done: make(chan struct{}), replied: make(chan struct{})}
 	for req := range reqs {
 		switch req.Type {
 		case "pty-req":
@@ -176,6 +179,8 @@ func (s *testGuestServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			}
 			err := ts.start(cmd.Command)
 			req.Reply(err == nil, nil)
+			// Like sshd, report the exit only after the reply.
+			ts.replyOnce.Do(func() { close(ts.replied) })
 			if err != nil {
 				ch.Close()
 			}
@@ -273,6 +278,7 @@ func (ts *testSession) track(cmd *exec.Cmd) {
 
 // exit reports the command's status and closes the channel.
 func (ts *testSession) exit(err error) {
+	<-ts.replied
 	ts.s.mu.Lock()
 	delete(ts.s.procs, ts.cmd.Process.Pid)
 	ts.s.mu.Unlock()

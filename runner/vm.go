@@ -163,22 +163,22 @@ func bootOnce(ctx context.Context, cfg VMConfig, spec bootSpec, sshCfg *ssh.Clie
 		vm.cleanup()
 		return nil, err
 	}
-	var err error
-	for try := 0; try < 3; try++ { // new port when another process took ours
-		if err = vm.launch(spec); err == nil {
+	for try := 1; ; try++ {
+		err := vm.launch(spec)
+		if err == nil {
+			err = vm.waitReady(ctx)
+		}
+		if err == nil {
 			break
 		}
-		if !isPortClash(vm.stderr.String()) {
-			break
+		// another process took the forwarded port between freePort and
+		// QEMU's bind: try again with a new one
+		clash := vm.exitedNow() && isPortClash(vm.stderr.String())
+		vm.stopQuietly()
+		if !clash || try == 3 {
+			vm.cleanup()
+			return nil, err
 		}
-	}
-	if err != nil {
-		vm.cleanup()
-		return nil, err
-	}
-	if err := vm.waitReady(ctx); err != nil {
-		vm.Close()
-		return nil, err
 	}
 	if err := vm.connect(ctx, sshCfg); err != nil {
 		vm.Close()
@@ -241,6 +241,31 @@ func (vm *VM) launch(spec bootSpec) error {
 	case <-time.After(150 * time.Millisecond):
 		return nil
 	}
+}
+
+// exitedNow reports whether QEMU has exited (or never started).
+func (vm *VM) exitedNow() bool {
+	if vm.exited == nil {
+		return true
+	}
+	select {
+	case <-vm.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// stopQuietly ends a QEMU that failed to boot (no QMP yet) and reaps it.
+func (vm *VM) stopQuietly() {
+	if vm.cmd == nil || vm.cmd.Process == nil || vm.exited == nil {
+		return
+	}
+	if !vm.exitedNow() {
+		syscall.Kill(-vm.pgid, syscall.SIGKILL)
+		<-vm.exited
+	}
+	syscall.Kill(-vm.pgid, syscall.SIGKILL)
 }
 
 // waitReady waits for the ready marker, a kernel panic, QEMU's exit, the

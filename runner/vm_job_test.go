@@ -35,6 +35,7 @@ func newVMHarness(t testing.TB, opts ...func(*app.Config)) (*harness, *images.Im
 		}
 	}}, opts...)
 	h := openHarness(t, opts...)
+	h.timeout = 8 * time.Minute // TCG on a busy CI machine
 	// The image lives in <catalogue>/debian/bookworm/amd64.
 	catDir := filepath.Dir(filepath.Dir(filepath.Dir(img.Dir)))
 	booter := NewQEMUBooter(h.cfg, images.NewCatalog(catDir, nil), h.cfg.Runner.Accel)
