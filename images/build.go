@@ -116,6 +116,7 @@ func (b *Builder) Build(ctx context.Context, name, arch string) (*Image, error) 
 		bd.logf("build finished in %s", time.Since(bd.start).Round(100*time.Millisecond))
 		logf.Close()
 		if err = install(relDir, arch, staging); err == nil {
+			os.Remove(filepath.Join(relDir, arch+"-build-failed.log"))
 			return b.Catalog.Lookup(canonical, arch)
 		}
 	}
