@@ -25,9 +25,15 @@ func (s *Server) handleQueryNotFound(w http.ResponseWriter, r *http.Request) {
 	writeJSONError(w, http.StatusNotFound, "Not found: "+r.URL.Path)
 }
 
-// handleAPIMeta describes the API's access scopes, as builds.sr.ht does.
+// handleAPIMeta describes the API's access scopes, as builds.sr.ht does,
+// and publishes the public key that verifies webhook signatures
+// ("webhookPublicKey", base64 Ed25519) when one is configured.
 func (s *Server) handleAPIMeta(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"scopes": app.Scopes})
+	meta := map[string]any{"scopes": app.Scopes}
+	if s.WebhookPublicKey != "" {
+		meta["webhookPublicKey"] = s.WebhookPublicKey
+	}
+	writeJSON(w, http.StatusOK, meta)
 }
 
 // handleQueryMethod answers other methods on /query with a JSON 405 (the

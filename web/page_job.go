@@ -42,6 +42,7 @@ type jobPage struct {
 	Tasks     []*app.Task
 	Artifacts []artifactView
 	Secrets   []*app.Secret
+	Triggers  []*app.TriggerDelivery // delivery attempts, owner only
 	Logs      []*logView
 	Manifest  []string
 	SSH       string    // `connect` command while a failed VM is kept
@@ -87,6 +88,11 @@ func (u *ui) handleJobView(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.SSH, p.SSHUntil = u.connectBanner(job, p.Now)
+		// Trigger targets (addresses, URLs) are private to the owner.
+		if p.Triggers, err = u.svc.TriggerDeliveries(ctx, job); err != nil {
+			u.fail(w, r, err)
+			return
+		}
 	}
 	if p.Logs, err = u.jobLogs(job, owner, p.Tasks); err != nil {
 		u.fail(w, r, err)
@@ -190,8 +196,14 @@ func (u *ui) logComplete(job *app.Job, task string) bool {
 	return job.Status.Final() && !u.svc.Logs.Live(job.ID, task)
 }
 
-// handleCancel cancels a job of the viewer's (or any, for admins).
+// handleCancel cancels a job of the viewer's (or any, for admins), then
+// shows the job, or the same-site page named by the form's "next" (the
+// admin overview).
 func (u *ui) handleCancel(w http.ResponseWriter, r *http.Request) {
+	if err := parseSmallForm(w, r); err != nil {
+		u.fail(w, r, err)
+		return
+	}
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
 		u.renderError(w, r, http.StatusNotFound, "")
@@ -208,6 +220,10 @@ func (u *ui) handleCancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u.setFlash(w, fmt.Sprintf("Build #%d was cancelled.", job.ID))
+	if next := r.PostForm.Get("next"); next != "" {
+		redirect(w, r, safeNext(next))
+		return
+	}
 	redirect(w, r, jobPath(owner.Username, job.ID))
 }
 

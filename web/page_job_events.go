@@ -85,7 +85,9 @@ func (u *ui) handleJobEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ctx := r.Context()
+	// The stream ends when the client leaves or the server shuts down.
+	ctx, cancel := u.srv.untilClose(r.Context())
+	defer cancel()
 	tasks, err := u.svc.Tasks(ctx, job)
 	if err != nil {
 		u.fail(w, r, err)

@@ -2,6 +2,8 @@ package web
 
 import (
 	"net/http"
+	"strconv"
+	"time"
 
 	"builds/app"
 )
@@ -31,15 +33,27 @@ func (u *ui) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, next := r.PostForm.Get("username"), safeNext(r.PostForm.Get("next"))
+	keys, now := loginKeys(name, r), u.svc.Now()
+	if wait, ok := u.logins.begin(now, keys...); !ok {
+		u.srv.Log.Debug("web login refused: too many failures", "user", name, "remote", r.RemoteAddr)
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		p := loginPage{page: u.newPage(w, r, "Log in"), Username: name, Next: next, Error: tooManyLogins(wait)}
+		u.render(w, r, http.StatusTooManyRequests, "login", p)
+		return
+	}
 	user, err := u.svc.Login(r.Context(), name, r.PostForm.Get("password"))
 	if err != nil {
 		p := loginPage{page: u.newPage(w, r, "Log in"), Username: name, Next: next, Error: app.ErrorMessage(err)}
-		if app.ErrorCode(err) == app.EINTERNAL {
+		if app.ErrorCode(err) == app.EUNAUTHORIZED {
+			u.srv.Log.Info("web login failed", "user", name, "remote", r.RemoteAddr)
+		} else {
+			u.logins.end(now, false, keys...) // not the caller's fault
 			u.srv.Log.Error("login", "err", err)
 		}
-		u.render(w, r, http.StatusUnauthorized, "login", p)
+		u.render(w, r, httpStatus(err), "login", p)
 		return
 	}
+	u.logins.end(now, true, keys...)
 	token, _, err := u.svc.CreateSession(r.Context(), user)
 	if err != nil {
 		u.fail(w, r, err)

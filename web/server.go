@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"builds/app"
@@ -21,10 +22,55 @@ type Server struct {
 	Service *app.Service
 	Config  *app.Config
 	Log     *slog.Logger
+	// WebhookPublicKey is the base64 Ed25519 public key that webhook and
+	// trigger receivers verify X-Payload-Signature with; it is published
+	// in /query/api-meta.json. "" leaves it out.
+	WebhookPublicKey string
 
-	ln     net.Listener
-	server *http.Server
-	api    apiOnce // GraphQL schema (graphql.go)
+	ln       net.Listener
+	server   *http.Server
+	api      apiOnce    // GraphQL schema (graphql.go)
+	stopping stopSignal // closed by Close: long-lived streams end
+}
+
+// shutdownGrace is how long Close lets requests in flight finish.
+const shutdownGrace = 5 * time.Second
+
+// stopSignal is a channel closed once, when the server starts shutting
+// down. http.Server.Shutdown does not interrupt active handlers, so
+// streams that would otherwise run until their client leaves (the job
+// page's SSE) select on it and end at once; EventSource clients then
+// reconnect to the next server and resume.
+type stopSignal struct {
+	once, closeOnce sync.Once
+	ch              chan struct{}
+}
+
+// done returns the channel; it works on the zero value (Handler() may be
+// used without Open).
+func (s *stopSignal) done() <-chan struct{} {
+	s.once.Do(func() { s.ch = make(chan struct{}) })
+	return s.ch
+}
+
+func (s *stopSignal) stop() {
+	s.done()
+	s.closeOnce.Do(func() { close(s.ch) })
+}
+
+// untilClose returns a context that ends with ctx or when Close is
+// called, whichever comes first.
+func (s *Server) untilClose(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := s.stopping.done()
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // Open starts listening and serving in the background; listen errors are
@@ -43,6 +89,7 @@ func (s *Server) Open() error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
+	s.server.RegisterOnShutdown(s.stopping.stop)
 	go func() {
 		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.Log.Error("http serve", "err", err)
@@ -54,15 +101,18 @@ func (s *Server) Open() error {
 // URL returns the base URL the server listens on (useful with ":0").
 func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
 
-// Close stops the server, letting requests in flight finish for up to 5 s;
-// long-lived streams are cut.
+// Close stops the server. Live streams end at once; other requests in
+// flight may finish for up to shutdownGrace, then their connections are
+// cut.
 func (s *Server) Close() error {
+	s.stopping.stop()
 	if s.server == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := s.server.Shutdown(ctx); err != nil {
+		s.Log.Warn("http shutdown: requests still running after the grace period; cutting them", "grace", shutdownGrace, "err", err)
 		return s.server.Close()
 	}
 	return nil

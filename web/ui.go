@@ -29,6 +29,8 @@ type ui struct {
 	pages map[string]*template.Template
 	csrf  *http.CrossOriginProtection
 	users *http.ServeMux // routes under /~user, see handleRoot
+	// logins limits failed password logins (login_limit.go).
+	logins *loginLimiter
 	// ansiCSS is the stylesheet for the 256 ANSI colours (generated).
 	ansiCSS []byte
 }
@@ -37,7 +39,7 @@ type ui struct {
 // templates/ is neither a page nor the layout, so none is forgotten.
 var pageNames = []string{
 	"index", "jobs", "job", "job_settings", "log", "login", "settings",
-	"submit", "secrets", "secret_share", "secret_delete", "error",
+	"submit", "secrets", "secret_share", "secret_delete", "error", "admin",
 }
 
 // registerUIRoutes lists the web UI's routes.
@@ -66,6 +68,7 @@ func (s *Server) registerUIRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /submit", u.form(u.login(u.handleSubmit)))
 	mux.Handle("GET /resubmit/{id}", u.secure(u.login(u.handleResubmit)))
 	mux.Handle("POST /cancel/{id}", u.form(u.login(u.handleCancel)))
+	mux.Handle("GET /admin", u.secure(http.HandlerFunc(u.handleAdmin)))
 
 	mux.Handle("GET /secrets", u.secure(u.login(u.handleSecrets)))
 	mux.Handle("POST /secrets", u.form(u.login(u.handleSecretAdd)))
@@ -101,7 +104,7 @@ func newUI(s *Server) (*ui, error) {
 	if s.Log == nil {
 		s.Log = slog.Default() // Handler() may be used without Open (tests)
 	}
-	u := &ui{srv: s, svc: s.Service, cfg: s.config(), pages: map[string]*template.Template{}}
+	u := &ui{srv: s, svc: s.Service, cfg: s.config(), pages: map[string]*template.Template{}, logins: newLoginLimiter()}
 	if err := u.parseTemplates(); err != nil {
 		return nil, err
 	}
