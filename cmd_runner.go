@@ -22,6 +22,7 @@ func (m *Main) startRunner(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("notifications: %w", err)
 	}
+	m.Web.WebhookPublicKey = d.PublicKey()
 	d.Start(ctx)
 	m.closers = append(m.closers, d.Close)
 	m.Service.Events = d

@@ -540,3 +540,18 @@ func TestGroups(t *testing.T) {
 		t.Fatal("triggers shown to another user")
 	}
 }
+
+func TestConnectCommand(t *testing.T) {
+	for _, tc := range []struct{ listen, want string }{
+		{"127.0.0.1:2222", "ssh -t -p 2222 builds@ci.example.org connect 7"},
+		{"0.0.0.0:22", "ssh -t builds@ci.example.org connect 7"},
+		{"127.0.0.1:0", "ssh -t builds@ci.example.org connect 7"},
+	} {
+		cfg := app.DefaultConfig()
+		cfg.Builds.Origin = "https://ci.example.org"
+		cfg.Runner.SSHListen = tc.listen
+		if got := cfg.ConnectCommand(7); got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.listen, got, tc.want)
+		}
+	}
+}

@@ -161,7 +161,7 @@ func taskMarks(tasks []*app.Task) string {
 
 // jobURL is the job's page, as linked from emails.
 func jobURL(cfg *app.Config, owner *app.User, jobID int64) string {
-	return fmt.Sprintf("%s/%s/job/%d", cfg.Builds.Origin, owner.CanonicalName(), jobID)
+	return cfg.JobURL(owner.Username, jobID)
 }
 
 // elapsed is the "in 3m12s" of emails: from created to end, whole seconds.

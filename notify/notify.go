@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/mail"
-	"net/url"
 	"sync"
 	"time"
 
@@ -299,10 +298,5 @@ func sleep(ctx context.Context, dur time.Duration) bool {
 }
 
 // logURL is a job's public log URL (task "" = setup log), served by the
-// API's /query/log proxy.
-func logURL(cfg *app.Config, jobID int64, task string) string {
-	if task == "" {
-		return fmt.Sprintf("%s/query/log/%d/log", cfg.Builds.Origin, jobID)
-	}
-	return fmt.Sprintf("%s/query/log/%d/%s/log", cfg.Builds.Origin, jobID, url.PathEscape(task))
-}
+// API's /query/log route.
+func logURL(cfg *app.Config, jobID int64, task string) string { return cfg.LogURL(jobID, task) }

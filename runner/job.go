@@ -243,7 +243,7 @@ func (r *jobRun) shellBanner() {
 }
 
 func (r *jobRun) connectCommand() string {
-	return fmt.Sprintf("ssh -t %s@%s connect %d", r.cfg.Runner.SSHUser, r.cfg.RunnerName(), r.job.ID)
+	return r.cfg.ConnectCommand(r.job.ID)
 }
 
 // waitShell keeps a successful shell: true job's VM until the deadline,

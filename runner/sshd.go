@@ -275,7 +275,7 @@ func (s *SSHServer) command(ctx context.Context, ss *sshSession, line string) in
 		fmt.Fprintf(out, "No such job found.\n")
 		return 1
 	}
-	url := fmt.Sprintf("%s/~%s/job/%d", s.cfg.Builds.Origin, owner.Username, job.ID)
+	url := s.cfg.JobURL(owner.Username, job.ID)
 	tasks, err := s.svc.Tasks(app.SystemContext(ctx), job)
 	if err != nil {
 		fmt.Fprintf(out, "No such job found.\n")

@@ -138,7 +138,7 @@ func (r *jobRun) sendEnv() error {
 }
 
 func (r *jobRun) jobURL() string {
-	return fmt.Sprintf("%s/~%s/job/%d", r.cfg.Builds.Origin, r.owner.Username, r.job.ID)
+	return r.cfg.JobURL(r.owner.Username, r.job.ID)
 }
 
 // mintToken issues the job-scoped token for manifest.oauth (behaviour.md

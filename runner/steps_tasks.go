@@ -211,7 +211,7 @@ func (r *jobRun) uploadArtifact(guest, rel string) error {
 		os.Remove(dst)
 		return fmt.Errorf("record artifact %s: %w", guest, err)
 	}
-	r.logf("Uploaded %s (%s)", name, formatSize(a.Size))
+	r.logf("Uploaded %s (%s): %s", name, formatSize(a.Size), r.cfg.ArtifactURL(a))
 	return nil
 }
 

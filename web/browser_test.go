@@ -304,7 +304,7 @@ func TestBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.ID("task-build-3")),
 		)
 		banner := evalJS[string](t, ctx, `document.querySelector(".banner pre.cmd").textContent`)
-		if want := fmt.Sprintf("ssh -t builds@runner.example connect %d", failed.ID); banner != want {
+		if want := fmt.Sprintf("ssh -t -p 2222 builds@runner.example connect %d", failed.ID); banner != want {
 			t.Errorf("SSH banner %q, want %q", banner, want)
 		}
 		if n := evalJS[int](t, ctx, `document.querySelectorAll("table.artifacts a[download]").length`); n != 1 {

@@ -2,8 +2,6 @@ package web
 
 import (
 	"context"
-	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -88,16 +86,14 @@ func (g *schemaBuilder) origin() string { return strings.TrimRight(g.srv.config(
 // LogURL returns the public URL of a job's setup log (task "") or of a
 // task's log, as given in Log.fullURL.
 func LogURL(origin string, jobID int64, task string) string {
-	origin = strings.TrimRight(origin, "/")
-	if task == "" {
-		return fmt.Sprintf("%s/query/log/%d/log", origin, jobID)
-	}
-	return fmt.Sprintf("%s/query/log/%d/%s/log", origin, jobID, url.PathEscape(task))
+	c := app.Config{Builds: app.BuildsConfig{Origin: origin}}
+	return c.LogURL(jobID, task)
 }
 
 // ArtifactURL returns the download URL of an artifact.
 func ArtifactURL(origin string, a *app.Artifact) string {
-	return fmt.Sprintf("%s/query/artifact/%d/%s", strings.TrimRight(origin, "/"), a.ID, url.PathEscape(a.Name))
+	c := app.Config{Builds: app.BuildsConfig{Origin: origin}}
+	return c.ArtifactURL(a)
 }
 
 func (g *schemaBuilder) jobTypes() {

@@ -155,7 +155,7 @@ func (u *ui) connectBanner(job *app.Job, now time.Time) (string, time.Time) {
 	if !now.Before(until) {
 		return "", time.Time{}
 	}
-	return fmt.Sprintf("ssh -t %s@%s connect %d", u.cfg.Runner.SSHUser, u.cfg.RunnerName(), job.ID), until
+	return u.cfg.ConnectCommand(job.ID), until
 }
 
 // jobLogs renders the setup log and every task's log. Pending tasks get a

@@ -64,7 +64,7 @@ func TestUIJobPageFinished(t *testing.T) {
 	e.svc.Logs.Close(job.ID, "build")
 	e.finish(job, app.JobFailed)
 	path := fmt.Sprintf("/~alice/job/%d", job.ID)
-	banner := fmt.Sprintf("ssh -t builds@runner.example connect %d", job.ID)
+	banner := fmt.Sprintf("ssh -t -p 2222 builds@runner.example connect %d", job.ID)
 
 	r := e.get(e.client(alice), path)
 	r.want(t, http.StatusOK, "Build complete:", "Resubmit build", "Edit &amp; resubmit", banner,
