@@ -30,13 +30,19 @@ func (c *Config) ArtifactURL(a *Artifact) string {
 	return fmt.Sprintf("%s/query/artifact/%d/%s", strings.TrimRight(c.Builds.Origin, "/"), a.ID, url.PathEscape(a.Name))
 }
 
-// ConnectCommand returns the command that logs into a job's VM through
-// builds' SSH server: `ssh -t <user>@<runner> connect <id>`, with -p when
-// [runner] ssh-listen is not on port 22.
-func (c *Config) ConnectCommand(jobID int64) string {
+// SSHTarget returns the ssh arguments that reach builds' SSH server:
+// "[-p PORT ]<user>@<runner>", with -p when [runner] ssh-listen is not on
+// port 22.
+func (c *Config) SSHTarget() string {
 	port := ""
 	if _, p, err := net.SplitHostPort(c.Runner.SSHListen); err == nil && p != "22" && p != "0" && p != "" {
 		port = "-p " + p + " "
 	}
-	return fmt.Sprintf("ssh -t %s%s@%s connect %d", port, c.Runner.SSHUser, c.RunnerName(), jobID)
+	return port + c.Runner.SSHUser + "@" + c.RunnerName()
+}
+
+// ConnectCommand returns the command that logs into a job's VM through
+// builds' SSH server: `ssh -t [-p PORT] <user>@<runner> connect <id>`.
+func (c *Config) ConnectCommand(jobID int64) string {
+	return fmt.Sprintf("ssh -t %s connect %d", c.SSHTarget(), jobID)
 }

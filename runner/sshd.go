@@ -253,7 +253,7 @@ func (s *SSHServer) command(ctx context.Context, ss *sshSession, line string) in
 	out := ss.out()
 	fields := strings.Fields(line)
 	if len(fields) < 2 || fields[0] != "connect" && fields[0] != "tail" || fields[0] == "tail" && len(fields) > 2 {
-		fmt.Fprintf(out, "Usage: ssh -t %[1]s@%[2]s connect <job ID>\n       ssh %[1]s@%[2]s tail <job ID>\n", s.cfg.Runner.SSHUser, s.cfg.RunnerName())
+		fmt.Fprintf(out, "Usage: ssh -t %[1]s connect <job ID>\n       ssh %[1]s tail <job ID>\n", s.cfg.SSHTarget())
 		return 1
 	}
 	id, err := strconv.ParseInt(fields[1], 10, 64)
