@@ -60,17 +60,17 @@ func (e EnvVar) ShellLine() string {
 	case EnvList:
 		items := make([]string, len(e.List))
 		for i, it := range e.List {
-			items[i] = quoteEnvValue(it)
+			items[i] = ShellQuote(it)
 		}
 		return e.Name + "=(" + strings.Join(items, " ") + ")"
 	}
-	return "export " + e.Name + "=" + quoteEnvValue(e.Value)
+	return "export " + e.Name + "=" + ShellQuote(e.Value)
 }
 
-// quoteEnvValue quotes s like Python's shlex.quote: unchanged if it only
+// ShellQuote quotes s as one POSIX shell word, like Python's shlex.quote: unchanged if it only
 // holds [A-Za-z0-9_@%+=:,./-], a pair of single quotes if empty, else
 // wrapped in single quotes with each inner quote written as '"'"'.
-func quoteEnvValue(s string) string {
+func ShellQuote(s string) string {
 	if s == "" {
 		return "''"
 	}

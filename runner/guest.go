@@ -238,25 +238,6 @@ func signalNumber(name string) int {
 	return 0
 }
 
-// shq quotes s as one word for a POSIX shell.
-func shq(s string) string {
-	if s == "" {
-		return "''"
-	}
-	safe := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_@%+=:,./-", c) >= 0) {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
-}
-
 // guestPath renders a user-given guest path for the remote shell: "~" and
 // "~/..." refer to the build user's home, everything else is quoted as is
 // (relative paths are relative to home, the session's working directory).
@@ -265,7 +246,7 @@ func guestPath(p string) string {
 	case p == "~":
 		return `"$HOME"`
 	case strings.HasPrefix(p, "~/"):
-		return `"$HOME"/` + shq(strings.TrimLeft(p[2:], "/"))
+		return `"$HOME"/` + app.ShellQuote(strings.TrimLeft(p[2:], "/"))
 	}
-	return shq(p)
+	return app.ShellQuote(p)
 }

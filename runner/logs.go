@@ -217,7 +217,7 @@ func (l *logFile) emit(b []byte) error {
 	if hit {
 		l.full = true
 		msg := fmt.Sprintf("\n%s Error: this log reached the limit of %s ([limits] log-size); the task was stopped.\n",
-			linePrefix(l.jobID), formatSize(l.limit))
+			linePrefix(l.jobID), app.HumanSize(l.limit))
 		m, _ := l.f.WriteString(msg)
 		l.size += int64(m)
 	}
@@ -283,23 +283,6 @@ func (l *logFile) Size() int64 {
 // writes it (Go's log.LstdFlags, runner-local time).
 func linePrefix(jobID int64) string {
 	return fmt.Sprintf("[#%d] %s", jobID, time.Now().Format("2006/01/02 15:04:05"))
-}
-
-// formatSize renders a byte count for messages: "64 MiB", "1 GiB", "512 B".
-func formatSize(n int64) string {
-	units := []struct {
-		size int64
-		name string
-	}{{1 << 30, "GiB"}, {1 << 20, "MiB"}, {1 << 10, "KiB"}}
-	for _, u := range units {
-		if n >= u.size {
-			if n%u.size == 0 {
-				return fmt.Sprintf("%d %s", n/u.size, u.name)
-			}
-			return fmt.Sprintf("%.1f %s", float64(n)/float64(u.size), u.name)
-		}
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // followLogs copies a job's logs to w as they grow: the setup log as it

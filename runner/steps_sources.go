@@ -1,6 +1,8 @@
 package runner
 
 import (
+	"builds/app"
+
 	"errors"
 	"fmt"
 	"net/url"
@@ -78,9 +80,9 @@ func (r *jobRun) cloneSources() error {
 }
 
 func (r *jobRun) cloneGit(src source) error {
-	env := "GIT_SSH_COMMAND=" + shq(sshOpts) + " "
-	dir := shq(src.name)
-	err := r.exec("git clone", env+"git clone -- "+shq(src.url)+" "+dir, nil)
+	env := "GIT_SSH_COMMAND=" + app.ShellQuote(sshOpts) + " "
+	dir := app.ShellQuote(src.name)
+	err := r.exec("git clone", env+"git clone -- "+app.ShellQuote(src.url)+" "+dir, nil)
 	var exit *exitError
 	if errors.As(err, &exit) {
 		r.logf("Failed to clone git repository. If this a private repository, make sure you've added a suitable SSH key.")
@@ -90,7 +92,7 @@ func (r *jobRun) cloneGit(src source) error {
 		return err
 	}
 	if src.ref != "" {
-		if err := r.exec("git checkout", "cd "+dir+" && git checkout -q "+shq(src.ref), nil); err != nil {
+		if err := r.exec("git checkout", "cd "+dir+" && git checkout -q "+app.ShellQuote(src.ref), nil); err != nil {
 			return err
 		}
 	}
@@ -98,12 +100,12 @@ func (r *jobRun) cloneGit(src source) error {
 }
 
 func (r *jobRun) cloneHg(src source) error {
-	dir := shq(src.name)
-	if err := r.exec("hg clone", "hg clone -e "+shq(sshOpts)+" -- "+shq(src.url)+" "+dir, nil); err != nil {
+	dir := app.ShellQuote(src.name)
+	if err := r.exec("hg clone", "hg clone -e "+app.ShellQuote(sshOpts)+" -- "+app.ShellQuote(src.url)+" "+dir, nil); err != nil {
 		return err
 	}
 	if src.ref == "" {
 		return nil
 	}
-	return r.exec("hg update", "cd "+dir+" && hg update -y -- "+shq(src.ref), nil)
+	return r.exec("hg update", "cd "+dir+" && hg update -y -- "+app.ShellQuote(src.ref), nil)
 }

@@ -86,7 +86,7 @@ func (r *jobRun) runTask(t *app.Task) (bool, error) {
 	stderr.flush()
 	switch {
 	case errors.Is(context.Cause(ctx), errLogLimit) && r.ctx.Err() == nil:
-		return false, fmt.Errorf("task %s: its log exceeded %s ([limits] log-size)", t.Name, formatSize(lf.limit))
+		return false, fmt.Errorf("task %s: its log exceeded %s ([limits] log-size)", t.Name, app.HumanSize(lf.limit))
 	case err != nil:
 		if cause := context.Cause(r.ctx); cause != nil {
 			return false, cause
@@ -170,7 +170,7 @@ func (r *jobRun) uploadArtifact(guest, rel string) error {
 	}
 	limit := r.cfg.Limits.ArtifactSize
 	if limit > 0 && size > limit {
-		return fmt.Errorf("artifact %s is %s, more than the %s allowed per artifact ([limits] artifact-size)", guest, formatSize(size), formatSize(limit))
+		return fmt.Errorf("artifact %s is %s, more than the %s allowed per artifact ([limits] artifact-size)", guest, app.HumanSize(size), app.HumanSize(limit))
 	}
 	name := path.Base(guest)
 	a := &app.Artifact{JobID: r.job.ID, Name: name, Path: guest, File: path.Join(rel, name)}
@@ -195,7 +195,7 @@ func (r *jobRun) uploadArtifact(guest, rel string) error {
 		if cause := context.Cause(r.ctx); cause != nil {
 			return cause
 		}
-		return fmt.Errorf("artifact %s grew past the %s allowed per artifact ([limits] artifact-size) while it was copied", guest, formatSize(limit))
+		return fmt.Errorf("artifact %s grew past the %s allowed per artifact ([limits] artifact-size) while it was copied", guest, app.HumanSize(limit))
 	case err != nil:
 		os.Remove(dst)
 		if cause := context.Cause(r.ctx); cause != nil {
@@ -211,7 +211,7 @@ func (r *jobRun) uploadArtifact(guest, rel string) error {
 		os.Remove(dst)
 		return fmt.Errorf("record artifact %s: %w", guest, err)
 	}
-	r.logf("Uploaded %s (%s): %s", name, formatSize(a.Size), r.cfg.ArtifactURL(a))
+	r.logf("Uploaded %s (%s): %s", name, app.HumanSize(a.Size), r.cfg.ArtifactURL(a))
 	return nil
 }
 

@@ -1,6 +1,8 @@
 package runner
 
 import (
+	"builds/app"
+
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -366,7 +368,7 @@ func (g *testGuest) InstallCommand(pkgs []string) string {
 	q := make([]string, len(pkgs))
 	slow := ""
 	for i, p := range pkgs {
-		q[i] = shq(p)
+		q[i] = app.ShellQuote(p)
 		if p == "slow-package" {
 			slow = "sleep 300; "
 		}
@@ -378,7 +380,7 @@ func (g *testGuest) AddRepoCommand(name, source string) (string, error) {
 	if strings.Contains(name, "/") {
 		return "", fmt.Errorf("repository name %q: use letters, digits, . _ -", name)
 	}
-	return fmt.Sprintf("echo adding %s && echo %s >> ~/.repositories", shq(name), shq(name+" "+source)), nil
+	return fmt.Sprintf("echo adding %s && echo %s >> ~/.repositories", app.ShellQuote(name), app.ShellQuote(name+" "+source)), nil
 }
 
 func (g *testGuest) Close() error {

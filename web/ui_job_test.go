@@ -68,7 +68,7 @@ func TestUIJobPageFinished(t *testing.T) {
 
 	r := e.get(e.client(alice), path)
 	r.want(t, http.StatusOK, "Build complete:", "Resubmit build", "Edit &amp; resubmit", banner,
-		"out.tar.gz", "3.0 MiB", fmt.Sprintf(`href="/query/artifact/%d/out.tar.gz"`, art.ID),
+		"out.tar.gz", "3 MiB", fmt.Sprintf(`href="/query/artifact/%d/out.tar.gz"`, art.ID),
 		"last line without newline", "Unlisted")
 	r.lacks(t, "Cancel build", "http-equiv")
 	e.get(e.client(bob), path).lacks(t, banner)

@@ -152,7 +152,7 @@ func (u *ui) funcs() template.FuncMap {
 		"ago":        ago,
 		"duration":   jobDuration,
 		"markdown":   renderMarkdown,
-		"size":       fmtSize,
+		"size":       app.HumanSize,
 		"icon":       statusIcon,
 		"upper":      strings.ToUpper,
 		"lower":      strings.ToLower,
@@ -251,20 +251,6 @@ func fmtDuration(d time.Duration) string {
 		return fmt.Sprintf("%dm %ds", m, s)
 	}
 	return fmt.Sprintf("%ds", s)
-}
-
-// fmtSize renders a byte count in IEC units.
-func fmtSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // statusIcon is the glyph shown next to a job or task status; the status

@@ -1,0 +1,20 @@
+package app
+
+import "fmt"
+
+// HumanSize formats a byte count in binary (IEC) units: "512 B",
+// "1.5 KiB", "2 GiB" (whole numbers without a decimal).
+func HumanSize(n int64) string {
+	for _, u := range []struct {
+		size int64
+		name string
+	}{{1 << 40, "TiB"}, {1 << 30, "GiB"}, {1 << 20, "MiB"}, {1 << 10, "KiB"}} {
+		if n >= u.size {
+			if n%u.size == 0 {
+				return fmt.Sprintf("%d %s", n/u.size, u.name)
+			}
+			return fmt.Sprintf("%.1f %s", float64(n)/float64(u.size), u.name)
+		}
+	}
+	return fmt.Sprintf("%d B", n)
+}
