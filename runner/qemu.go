@@ -133,6 +133,7 @@ type console struct {
 	panicked chan struct{}
 	gotReady bool
 	gotPanic bool
+	panicMsg string // the "Kernel panic - ..." line
 }
 
 // consoleTailLines is how much of the console an error report carries.
@@ -176,8 +177,19 @@ func (c *console) line(l string) {
 	}
 	if !c.gotPanic && strings.Contains(l, "Kernel panic") {
 		c.gotPanic = true
+		_, c.panicMsg, _ = strings.Cut(l, "] ")
+		if c.panicMsg == "" {
+			c.panicMsg = l
+		}
 		close(c.panicked)
 	}
+}
+
+// PanicMessage returns the kernel's panic line, if there was one.
+func (c *console) PanicMessage() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.panicMsg
 }
 
 // Tail returns the last console lines.

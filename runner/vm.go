@@ -281,7 +281,7 @@ func (vm *VM) waitReady(ctx context.Context) error {
 		case <-vm.exited:
 		case <-time.After(2 * time.Second):
 		}
-		return fmt.Errorf("boot %s: kernel panic; console:\n%s", vm.cfg.Image.Name, vm.console.Tail())
+		return fmt.Errorf("boot %s: %s; console:\n%s", vm.cfg.Image.Name, vm.console.PanicMessage(), vm.console.Tail())
 	case <-vm.exited:
 		return fmt.Errorf("boot %s: qemu exited (%v): %s; console:\n%s", vm.cfg.Image.Name, vm.waitErr, vm.stderr.String(), vm.console.Tail())
 	case <-timer.C:

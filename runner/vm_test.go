@@ -105,11 +105,14 @@ func TestConsole(t *testing.T) {
 	default:
 		t.Fatal("marker not seen")
 	}
-	c.Write([]byte("Kernel panic - not syncing: VFS\n"))
+	c.Write([]byte("[    4.2] Kernel panic - not syncing: VFS\n"))
 	select {
 	case <-c.panicked:
 	default:
 		t.Fatal("panic not seen")
+	}
+	if got := c.PanicMessage(); got != "Kernel panic - not syncing: VFS" {
+		t.Fatalf("panic message %q", got)
 	}
 	if !strings.Contains(c.Tail(), "systemd started\nCI-SSH-READY") {
 		t.Fatalf("tail = %q", c.Tail())
