@@ -21,7 +21,7 @@ var recipes embed.FS
 
 // builderVersion changes whenever the Go side of the build changes in a way
 // that alters images; it is part of the recipe hash.
-const builderVersion = "debian-1"
+const builderVersion = "debian-2"
 
 // Release is one row of recipes/<distro>/releases.txt.
 type Release struct {

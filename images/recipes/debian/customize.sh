@@ -119,8 +119,11 @@ EOF
 in_root chown -R build:build /home/build
 
 ## sshd: one host key, one KEX, no PAM: 0.55 s per new connection under TCG
-## instead of 0.95 s. Started early (sysinit), without "sshd -t", and without
-## /run/nologin, which would refuse logins until the whole boot finished.
+## instead of 0.95 s. Started early (sysinit, no basic.target ordering),
+## without "sshd -t", and without /run/nologin, which would refuse logins
+## until the whole boot finished. It stays ordered after the network and the
+## per-job key (Debian's unit adds After=network.target, which a drop-in
+## cannot remove), so the marker means logins work.
 rm -f "$R"/etc/ssh/ssh_host_rsa_key* "$R"/etc/ssh/ssh_host_ecdsa_key* "$R"/etc/ssh/ssh_host_dsa_key*
 put 0644 /etc/ssh/sshd_config.d/builds.conf <<'EOF'
 HostKey /etc/ssh/ssh_host_ed25519_key
@@ -137,7 +140,6 @@ EOF
 put 0644 /etc/systemd/system/ssh.service.d/builds.conf <<'EOF'
 [Unit]
 DefaultDependencies=no
-After=
 After=systemd-journald.socket ci-net.service ci-fwcfg-keys.service
 Before=shutdown.target
 Conflicts=shutdown.target
