@@ -1,6 +1,7 @@
 package app
 
 import (
+	"builds/images"
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -103,14 +104,7 @@ type WebhooksConfig struct {
 // operators repoint or remove them with alias.<name> keys in [images].
 // debian/testing maps to itself: it is an image of its own, built from the
 // testing suite, and listed so that operators see it can be repointed.
-func defaultAliases() map[string]string {
-	return map[string]string{
-		"debian/stable":    "debian/bookworm",
-		"debian/oldstable": "debian/bullseye",
-		"debian/testing":   "debian/testing",
-		"debian/unstable":  "debian/sid",
-	}
-}
+func defaultAliases() map[string]string { return images.DefaultAliases() }
 
 // baseConfig returns the defaults without the values derived from data-dir.
 func baseConfig() *Config {
@@ -309,8 +303,19 @@ func (c *Config) validateImages() error {
 		return bad("images", "dir", "must not be empty")
 	}
 	if im.DebianMirror != "" {
-		if u, err := url.Parse(im.DebianMirror); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return bad("images", "debian-mirror", "invalid URL %q (want http:// or https://)", im.DebianMirror)
+		// "URL [SECURITY-URL|none]": the archive, then optionally the
+		// security archive ("none" builds without one).
+		words := strings.Fields(im.DebianMirror)
+		if len(words) > 2 {
+			return bad("images", "debian-mirror", "invalid value %q (want URL [SECURITY-URL|none])", im.DebianMirror)
+		}
+		for i, w := range words {
+			if i == 1 && w == "none" {
+				continue
+			}
+			if !validMirrorURL(w) {
+				return bad("images", "debian-mirror", "invalid URL %q (want http://, https:// or file:///)", w)
+			}
 		}
 	}
 	for _, ca := range im.ExtraCA {
@@ -913,4 +918,19 @@ func checkEd25519(s string) error {
 		return nil
 	}
 	return fmt.Errorf("decodes to %d bytes, want 32 (seed) or 64 (private key)", len(key))
+}
+
+// validMirrorURL accepts http(s) URLs with a host and absolute file: URLs.
+func validMirrorURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	switch u.Scheme {
+	case "http", "https":
+		return u.Host != ""
+	case "file":
+		return strings.HasPrefix(u.Path, "/")
+	}
+	return false
 }

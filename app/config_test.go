@@ -46,8 +46,8 @@ func TestDefaultConfig(t *testing.T) {
 		{"secret-key", c.Builds.SecretKey, ""},
 		{"work-dir", c.Runner.WorkDir, filepath.Join("builds-data", "work")},
 		{"images dir", c.Images.Dir, filepath.Join("builds-data", "images")},
-		{"stable alias", c.Images.Aliases["debian/stable"], "debian/bookworm"},
-		{"testing alias", c.Images.Aliases["debian/testing"], "debian/testing"},
+		{"stable alias", c.Images.Aliases["debian/stable"], "debian/trixie"},
+		{"testing alias", c.Images.Aliases["debian/testing"], "debian/forky"},
 		{"runner name", c.RunnerName(), "127.0.0.1"},
 		{"job timeout", c.JobTimeoutString(), "45m"},
 		{"path", c.Path, ""},
@@ -154,13 +154,16 @@ func TestParseConfigValues(t *testing.T) {
 		{"ExtraCAList", "[images]\nextra-ca = /a.pem, /b.pem /c.pem\n", func(c *Config) bool {
 			return reflect.DeepEqual(c.Images.ExtraCA, []string{"/a.pem", "/b.pem", "/c.pem"})
 		}},
-		{"AliasOverrideAndAdd", "[images]\nalias.debian/stable = debian/trixie\nalias.ubuntu/lts = ubuntu/24.04\n", func(c *Config) bool {
-			return c.Images.Aliases["debian/stable"] == "debian/trixie" && c.Images.Aliases["ubuntu/lts"] == "ubuntu/24.04" &&
+		{"AliasOverrideAndAdd", "[images]\nalias.debian/stable = debian/bookworm\nalias.ubuntu/lts = ubuntu/24.04\n", func(c *Config) bool {
+			return c.Images.Aliases["debian/stable"] == "debian/bookworm" && c.Images.Aliases["ubuntu/lts"] == "ubuntu/24.04" &&
 				c.Images.Aliases["debian/unstable"] == "debian/sid"
+		}},
+		{"MirrorForms", "[images]\ndebian-mirror = file:///srv/mirror/debian none\n", func(c *Config) bool {
+			return c.Images.DebianMirror == "file:///srv/mirror/debian none"
 		}},
 		{"AliasRemove", "[images]\nalias.debian/testing =\n", func(c *Config) bool {
 			_, ok := c.Images.Aliases["debian/testing"]
-			return !ok && len(c.Images.Aliases) == 3
+			return !ok && len(c.Images.Aliases) == 4
 		}},
 		{"PasswordWithHash", "[mail]\nsmtp-password = a#b;c\n", func(c *Config) bool { return c.Mail.SMTPPassword == "a#b;c" }},
 		{"QuotedValue", "[builds]\nsite-name = \" My CI \"\n", func(c *Config) bool { return c.Builds.SiteName == " My CI " }},
@@ -214,9 +217,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"BadListen", "[builds]\nlisten = 8080\n", `builds.ini:2: builds.listen: invalid address "8080" (want host:port)`},
 		{"BadPort", "[runner]\nssh-listen = :99999\n", `builds.ini:2: runner.ssh-listen: invalid port in ":99999" (want 0-65535)`},
 		{"BadSSHUser", "[runner]\nssh-user = Bad User\n", `builds.ini:2: runner.ssh-user: invalid user name "Bad User"`},
-		{"BadMirror", "[images]\ndebian-mirror = /srv/mirror\n", `builds.ini:2: images.debian-mirror: invalid URL "/srv/mirror" (want http:// or https://)`},
+		{"BadMirror", "[images]\ndebian-mirror = /srv/mirror\n", `builds.ini:2: images.debian-mirror: invalid URL "/srv/mirror" (want http://, https:// or file:///)`},
+		{"BadMirrorWords", "[images]\ndebian-mirror = http://a/ http://b/ http://c/\n", `builds.ini:2: images.debian-mirror: invalid value "http://a/ http://b/ http://c/" (want URL [SECURITY-URL|none])`},
 		{"BadAliasTarget", "[images]\nalias.debian/stable = debian bookworm\n", `builds.ini:2: images.alias.debian/stable: invalid target image "debian bookworm" (want e.g. debian/bookworm)`},
-		{"AliasChain", "[images]\nalias.stable = debian/stable\n", `builds.ini:2: images.alias.stable: target "debian/stable" is itself an alias (of "debian/bookworm"); point at the final image`},
+		{"AliasChain", "[images]\nalias.stable = debian/stable\n", `builds.ini:2: images.alias.stable: target "debian/stable" is itself an alias (of "debian/trixie"); point at the final image`},
 		{"AliasNoName", "[images]\nalias. = debian/sid\n", `builds.ini:2: images.alias.: missing image name after alias.`},
 		{"BadFrom", "[mail]\nfrom = not an address\n", `builds.ini:2: mail.from: invalid address "not an address": mail: no angle-addr`},
 		{"BadPrivateKeyBase64", "[webhooks]\nprivate-key = !!!\n", `builds.ini:2: webhooks.private-key: not valid base64`},
