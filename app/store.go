@@ -144,4 +144,20 @@ type Store interface {
 	// Trigger deliveries (manifest and group triggers).
 	CreateTriggerDelivery(ctx context.Context, d *TriggerDelivery) error
 	FindTriggerDeliveries(ctx context.Context, jobID int64) ([]*TriggerDelivery, error)
+
+	// Trigger processing state. A job's triggers (manifest triggers and,
+	// riding on them, its group's) are marked done once they have been
+	// processed to the end, so that a process that dies in between can
+	// resume them at its next start.
+	// FindJobsAwaitingTriggers returns up to limit (> 0, else EINVALID)
+	// final jobs with id > afterID whose triggers are not marked done,
+	// oldest first.
+	FindJobsAwaitingTriggers(ctx context.Context, afterID int64, limit int) ([]*Job, error)
+	// TriggersDone reports whether a job's triggers are marked done
+	// (ENOTFOUND if the job does not exist).
+	TriggersDone(ctx context.Context, jobID int64) (bool, error)
+	// MarkTriggersDone marks a final job's triggers done if they were not
+	// and reports whether this call marked them. A job not in a final
+	// status is ECONFLICT, a missing one ENOTFOUND.
+	MarkTriggersDone(ctx context.Context, jobID int64) (bool, error)
 }
