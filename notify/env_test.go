@@ -486,10 +486,15 @@ func (e *env) publicKey() ed25519.PublicKey {
 	return ed25519.PublicKey(raw)
 }
 
-// settle waits until every event so far is handled and the triggers it
-// started have finished.
+// settle waits until the start-up scan and every event so far are
+// handled and the triggers they started have finished.
 func (e *env) settle() {
 	e.t.Helper()
+	select {
+	case <-e.d.resumeDone:
+	case <-time.After(15 * time.Second):
+		e.t.Fatal("timed out waiting for the start-up scan")
+	}
 	waitFor(e.t, "event queue to drain", func() bool {
 		e.d.mu.Lock()
 		defer e.d.mu.Unlock()

@@ -55,7 +55,8 @@ type Dispatcher struct {
 	// PollInterval is how often the database is checked for due user
 	// webhook deliveries (new ones are sent at once).
 	PollInterval time.Duration
-	// Concurrency is how many user webhook deliveries run at once.
+	// Concurrency is how many user webhook deliveries run at once, and how
+	// many jobs' triggers the start-up scan resumes at once.
 	Concurrency int
 	// MailTLS is the base TLS configuration for SMTP (nil: system roots).
 	MailTLS *tls.Config
@@ -75,11 +76,16 @@ type Dispatcher struct {
 	handling bool // the event loop is working on an event
 	closing  bool
 	inflight map[int64]bool // subscriptions with a delivery being sent
-	triggers sync.WaitGroup // running trigger batches
+	// jobsBusy and groupsBusy hold the jobs whose triggers, and the groups
+	// whose group triggers, this process is processing (see resume.go).
+	jobsBusy   map[int64]bool
+	groupsBusy map[int64]bool
+	triggers   sync.WaitGroup // running trigger batches
 
 	wakeEvents     chan struct{}
 	wakeDeliveries chan struct{}
 	eventsDone     chan struct{}
+	resumeDone     chan struct{} // closed when the start-up scan has started all it found
 	ctx            context.Context
 	cancel         context.CancelFunc
 	wg             sync.WaitGroup
@@ -115,9 +121,12 @@ func NewDispatcher(svc *app.Service, cfg *app.Config, log *slog.Logger, render W
 		key:            key,
 		client:         newHTTPClient(cfg),
 		inflight:       map[int64]bool{},
+		jobsBusy:       map[int64]bool{},
+		groupsBusy:     map[int64]bool{},
 		wakeEvents:     make(chan struct{}, 1),
 		wakeDeliveries: make(chan struct{}, 1),
 		eventsDone:     make(chan struct{}),
+		resumeDone:     make(chan struct{}),
 	}
 	if cfg.Mail.PGPKey != "" {
 		if d.signer, err = loadPGPSigner(cfg.Mail.PGPKey); err != nil {
@@ -136,8 +145,10 @@ func (d *Dispatcher) PublicKey() string { return PublicKey(d.key) }
 
 // Start runs the event handler and the delivery worker until Close (or,
 // for network work, until ctx ends). Deliveries left due by an earlier run
-// are picked up at once. Events received before Start wait for it. Start
-// after Start or Close does nothing.
+// are picked up at once, and so are the triggers of final jobs that an
+// earlier run did not finish processing (it died or was stopped first).
+// Events received before Start wait for it. Start after Start or Close
+// does nothing.
 func (d *Dispatcher) Start(ctx context.Context) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -151,13 +162,19 @@ func (d *Dispatcher) Start(ctx context.Context) {
 		defer d.wg.Done()
 		d.deliveryLoop(d.ctx)
 	}()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.resume(d.ctx)
+	}()
 }
 
 // Close stops accepting events, finishes queueing webhook deliveries for
 // the events already received (so they survive the restart), lets running
 // triggers finish for up to CloseGrace, then stops all network work.
 // Deliveries cut short stay queued in the database and are retried by the
-// next Start; triggers cut short are recorded as failed.
+// next Start; triggers cut short are recorded as failed and resumed by the
+// next Start (those already sent are not sent again).
 func (d *Dispatcher) Close() error {
 	d.mu.Lock()
 	if d.closing {
@@ -249,16 +266,16 @@ func (d *Dispatcher) handle(ctx context.Context, ev jobEvent) {
 		return
 	}
 	if d.ctx.Err() != nil {
-		d.log.Warn("notify: shutting down, triggers not run", "job_id", ev.job.ID)
+		d.log.Warn("notify: shutting down; triggers resume at the next start", "job_id", ev.job.ID)
 		return
 	}
 	job := ev.job
-	d.goTriggers(func() { d.jobTriggers(d.ctx, &job) })
-	if job.GroupID != nil {
-		d.goTriggers(func() { d.groupTriggers(d.ctx, &job) })
-	}
+	d.startJob(&job, false, nil)
 }
 
+// goTriggers runs a trigger batch in a goroutine that Close waits for.
+// startJob calls it holding d.mu and, once Close has begun, only for the
+// events the event loop drains, so no batch starts after Close is waiting.
 func (d *Dispatcher) goTriggers(run func()) {
 	d.wg.Add(1)
 	d.triggers.Add(1)

@@ -36,6 +36,15 @@ type trigger struct {
 	url               string
 }
 
+// target is what a delivery record names as the trigger's destination:
+// the URL, or the email recipients.
+func (t trigger) target() string {
+	if t.action != "email" {
+		return t.url
+	}
+	return strings.Trim(strings.TrimSpace(strings.Join([]string{t.to, t.cc}, ", ")), ", ")
+}
+
 // run is one batch of triggers about a final status.
 type run struct {
 	jobID   int64  // setup log and delivery records
@@ -43,28 +52,35 @@ type run struct {
 	status  app.JobStatus
 	email   func() (subject, body string)
 	payload func() any // webhook JSON
+	// sent counts, by sentKey, the triggers of this batch that an earlier,
+	// interrupted processing already sent; they are not sent again.
+	sent map[string]int
 }
 
-// jobTriggers runs the manifest's triggers of a job that just reached a
-// final status. They never change the job.
-func (d *Dispatcher) jobTriggers(ctx context.Context, job *app.Job) {
+// jobTriggers runs the manifest's triggers of a job that reached a final
+// status. They never change the job. An error means processing did not
+// finish (a store error, or ctx ended) and should be resumed later; a
+// manifest that no longer parses is logged and counts as processed.
+func (d *Dispatcher) jobTriggers(ctx context.Context, job *app.Job) error {
 	m, err := app.ParseManifest([]byte(job.Manifest), max(len(job.Manifest), app.DefaultManifestMaxSize))
 	if err != nil {
 		d.log.Error("notify: manifest of finished job does not parse", "job_id", job.ID, "err", err)
-		return
+		return nil
 	}
 	if len(m.Triggers) == 0 {
-		return
+		return nil
 	}
 	owner, err := d.svc.Store.FindUserByID(ctx, job.OwnerID)
 	if err != nil {
-		d.log.Error("notify: find job owner", "job_id", job.ID, "err", err)
-		return
+		return fmt.Errorf("find job owner: %w", err)
 	}
 	tasks, err := d.svc.Store.FindTasks(ctx, job.ID)
 	if err != nil {
-		d.log.Error("notify: find tasks", "job_id", job.ID, "err", err)
-		return
+		return fmt.Errorf("find tasks: %w", err)
+	}
+	sent, err := d.sentBefore(ctx, []*app.Job{job}, nil)
+	if err != nil {
+		return err
 	}
 	r := &run{
 		jobID:  job.ID,
@@ -73,11 +89,13 @@ func (d *Dispatcher) jobTriggers(ctx context.Context, job *app.Job) {
 			return jobEmail(d.cfg, job, owner, tasks, jobEnd(job, d.svc.Now()))
 		},
 		payload: func() any { return newJobPayload(d.cfg, job, owner, tasks) },
+		sent:    sent,
 	}
 	d.appendLog(job.ID, "Processing post-%s triggers...", job.Status)
 	for _, t := range m.Triggers {
 		d.runTrigger(ctx, r, trigger{action: t.Action, condition: t.Condition, to: t.To, cc: t.Cc, inReplyTo: t.InReplyTo, url: t.URL})
 	}
+	return interrupted(ctx)
 }
 
 // jobEnd is when a job finished (now if the store has no time).
@@ -88,64 +106,85 @@ func jobEnd(job *app.Job, now time.Time) time.Time {
 	return now
 }
 
-// groupTriggers runs a group's triggers if job was the last of its group
-// to finish. Exactly one caller wins MarkGroupFired, so they run once even
-// when jobs finish together; each caller reads the group after its own
-// job's final status was committed, so the last one always sees the group
-// complete.
-func (d *Dispatcher) groupTriggers(ctx context.Context, job *app.Job) {
+// groupTriggers runs a group's triggers if job's group is complete and
+// its triggers have not fired. Each caller reads the group after its own
+// job's final status was committed, so the last one to finish always sees
+// the group complete. Of the callers that do, the first to claim the group
+// in this process sends the triggers and then sets the group's fired flag;
+// the others find the group claimed or fired and leave it. Setting the
+// flag after sending means a crash in between leaves it unset, and the
+// sender's job (not marked done either) resumes the triggers at the next
+// start. An error means processing did not finish, as for jobTriggers.
+func (d *Dispatcher) groupTriggers(ctx context.Context, job *app.Job) error {
 	gid := *job.GroupID
 	jobs, err := d.svc.Store.FindJobs(ctx, app.JobFilter{GroupID: &gid})
 	if err != nil {
-		d.log.Error("notify: find group jobs", "group_id", gid, "err", err)
-		return
+		return fmt.Errorf("find jobs of group %d: %w", gid, err)
 	}
 	for _, j := range jobs {
 		if !j.Status.Final() {
-			return
+			return nil
 		}
+	}
+	if !d.claimGroup(gid) {
+		return nil
+	}
+	defer d.releaseGroup(gid)
+	g, err := d.svc.Store.FindGroupByID(ctx, gid)
+	if err != nil {
+		return fmt.Errorf("find group %d: %w", gid, err)
+	}
+	if g.Fired {
+		return nil
+	}
+	if err := d.sendGroupTriggers(ctx, job, g, jobs); err != nil {
+		return err
 	}
 	fired, err := d.svc.Store.MarkGroupFired(ctx, gid)
 	if err != nil {
-		d.log.Error("notify: mark group fired", "group_id", gid, "err", err)
-		return
+		return fmt.Errorf("mark group %d fired: %w", gid, err)
 	}
 	if !fired {
-		return
+		d.log.Warn("notify: group triggers were fired by someone else too", "group_id", gid)
 	}
-	g, err := d.svc.Store.FindGroupByID(ctx, gid)
+	return nil
+}
+
+// sendGroupTriggers runs the triggers of complete group g from job,
+// skipping those an interrupted earlier run sent.
+func (d *Dispatcher) sendGroupTriggers(ctx context.Context, job *app.Job, g *app.JobGroup, jobs []*app.Job) error {
+	triggers, err := d.svc.Store.FindGroupTriggers(ctx, g.ID)
 	if err != nil {
-		d.log.Error("notify: find group", "group_id", gid, "err", err)
-		return
-	}
-	triggers, err := d.svc.Store.FindGroupTriggers(ctx, gid)
-	if err != nil {
-		d.log.Error("notify: find group triggers", "group_id", gid, "err", err)
-		return
+		return fmt.Errorf("find triggers of group %d: %w", g.ID, err)
 	}
 	if len(triggers) == 0 {
-		return
+		return nil
 	}
 	owner, err := d.svc.Store.FindUserByID(ctx, g.OwnerID)
 	if err != nil {
-		d.log.Error("notify: find group owner", "group_id", gid, "err", err)
-		return
+		return fmt.Errorf("find owner of group %d: %w", g.ID, err)
+	}
+	sent, err := d.sentBefore(ctx, jobs, &g.ID)
+	if err != nil {
+		return err
 	}
 	slices.SortFunc(jobs, func(a, b *app.Job) int { return int(a.ID - b.ID) })
 	status := groupStatus(jobs)
 	r := &run{
 		jobID:   job.ID,
-		groupID: &gid,
+		groupID: &g.ID,
 		status:  status,
 		email: func() (string, string) {
 			return groupEmail(d.cfg, g, status, jobs, owner, jobEnd(job, d.svc.Now()))
 		},
 		payload: func() any { return d.newGroupPayload(ctx, g, status, jobs, owner) },
+		sent:    sent,
 	}
-	d.appendLog(job.ID, "Processing post-%s triggers of job group #%d...", status, gid)
+	d.appendLog(job.ID, "Processing post-%s triggers of job group #%d...", status, g.ID)
 	for _, t := range triggers {
 		d.runTrigger(ctx, r, trigger{action: t.Action, condition: t.Condition, to: t.To, cc: t.Cc, inReplyTo: t.InReplyTo, url: t.URL})
 	}
+	return interrupted(ctx)
 }
 
 // groupStatus is SUCCESS when every job succeeded, else the status of the
@@ -168,6 +207,11 @@ func (d *Dispatcher) runTrigger(ctx context.Context, r *run, t trigger) {
 		d.record(r, t, "skipped", fmt.Sprintf("condition %s unmet by status %s", t.condition, r.status), 0)
 		return
 	}
+	if k := sentKey(t.action, t.target()); r.sent[k] > 0 {
+		r.sent[k]--
+		d.appendLog(r.jobID, "Skipping trigger, already sent to %s before a restart", t.target())
+		return
+	}
 	switch t.action {
 	case "email":
 		d.emailTrigger(ctx, r, t)
@@ -182,13 +226,8 @@ func (d *Dispatcher) runTrigger(ctx context.Context, r *run, t trigger) {
 // record stores one delivery attempt. A trigger cut short by shutdown is
 // recorded with a background context so the record is not lost too.
 func (d *Dispatcher) record(r *run, t trigger, status, msg string, attempt int) {
-	target := t.url
-	if t.action == "email" {
-		target = strings.TrimSpace(strings.Join([]string{t.to, t.cc}, ", "))
-		target = strings.Trim(target, ", ")
-	}
 	jobID := r.jobID
-	rec := &app.TriggerDelivery{JobID: &jobID, GroupID: r.groupID, Action: t.action, Target: target,
+	rec := &app.TriggerDelivery{JobID: &jobID, GroupID: r.groupID, Action: t.action, Target: t.target(),
 		Status: status, Message: msg, Attempts: attempt}
 	ctx, cancel := context.WithTimeout(app.SystemContext(context.Background()), 10*time.Second)
 	defer cancel()
