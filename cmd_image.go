@@ -143,7 +143,7 @@ func imageBuild(ctx context.Context, cfg *app.Config, cat *images.Catalog, name,
 	size, _ := img.Size()
 	fmt.Fprintf(stderr, "built %s (%s) in %s: kernel %s, %d packages, %s on disk\n  %s\n",
 		img.Name, img.Arch, p.elapsed().Round(100*time.Millisecond), img.Meta.KernelVersion,
-		len(img.Meta.Packages), humanBytes(size), filepath.Join(img.Dir, images.BuildLogFile))
+		len(img.Meta.Packages), app.HumanSize(size), filepath.Join(img.Dir, images.BuildLogFile))
 	return nil
 }
 
@@ -168,7 +168,7 @@ func imageList(cat *images.Catalog, stdout io.Writer) error {
 		if h, err := images.RecipeHash(img.Meta.Distro); err == nil && img.Meta.RecipeHash != "" && h != img.Meta.RecipeHash {
 			aliases = strings.TrimPrefix(aliases+" (older recipe: rebuild)", " ")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", img.Name, img.Arch, humanBytes(size), built,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", img.Name, img.Arch, app.HumanSize(size), built,
 			img.Meta.KernelVersion, len(img.Meta.Packages), aliases)
 	}
 	if len(imgs) == 0 {
@@ -342,18 +342,4 @@ func isTerminal(v any) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// humanBytes formats a size in binary units.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

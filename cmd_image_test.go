@@ -75,7 +75,7 @@ func TestImageCommands(t *testing.T) {
 		keep    func(out string)
 	}{
 		{name: "list", cfg: src, args: []string{"list"}, wantOut: "debian/bookworm  amd64"},
-		{name: "list shows aliases", cfg: src, args: []string{"list"}, wantOut: "debian/stable"},
+		{name: "list shows aliases", cfg: src, args: []string{"list"}, wantOut: "debian/oldstable"},
 		{name: "list empty", cfg: dst, args: []string{"list"}, wantOut: "no images"},
 		{name: "export", cfg: src, args: []string{"export", "debian/bookworm"}, wantOut: "exported debian/bookworm (amd64)",
 			keep: func(out string) { archive = []byte(out) }},
@@ -86,7 +86,7 @@ func TestImageCommands(t *testing.T) {
 		{name: "imported image listed", cfg: dst, args: []string{"list"}, wantOut: "6.1.0-test"},
 		{name: "ErrExportMissing", cfg: src, args: []string{"export", "debian/trixie"}, wantErr: "Image 'debian/trixie' does not exist"},
 		{name: "ErrCheckArch", cfg: src, args: []string{"check", "debian/bookworm", "--arch", "arm64"}, wantErr: "is not available for arch 'arm64'"},
-		{name: "ErrRmAlias", cfg: dst, args: []string{"rm", "debian/stable"}, wantErr: "is an alias of"},
+		{name: "ErrRmAlias", cfg: dst, args: []string{"rm", "debian/oldstable"}, wantErr: "is an alias of"},
 		{name: "rm", cfg: dst, args: []string{"rm", "debian/bookworm"}, wantOut: "removed debian/bookworm (amd64)"},
 		{name: "ErrRmAgain", cfg: dst, args: []string{"rm", "debian/bookworm"}, wantErr: "does not exist"},
 		{name: "ErrBadName", cfg: src, args: []string{"rm", "../etc"}, wantErr: "invalid image name"},
