@@ -500,9 +500,10 @@ func (p *manifestParser) artifacts(kv manifestPair) []string {
 	seen := map[string]bool{}
 	for _, it := range items {
 		// Artifacts are stored under their basename, so two paths with the
-		// same basename would collide; "dir/" has an empty basename.
+		// same basename would collide; "dir/" has an empty basename and
+		// "." or ".." name no file.
 		base := it.Value[strings.LastIndex(it.Value, "/")+1:]
-		if !isYAMLString(it.Node) || base == "" || seen[base] {
+		if !isYAMLString(it.Node) || base == "" || base == "." || base == ".." || seen[base] {
 			p.errorf(it.line, "artifacts", msg)
 			continue
 		}

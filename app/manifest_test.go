@@ -351,6 +351,9 @@ func TestParseManifestErrors(t *testing.T) {
 			"line 7: artifacts: Expected artifacts to be a list of unique file paths",
 			"line 8: artifacts: Expected artifacts to be a list of unique file paths",
 			"line 9: artifacts: Expected artifacts to be a list of unique file paths"}},
+		{name: "ArtifactsDotNames", yaml: ok + "artifacts:\n- out/..\n- .\n", want: []string{
+			"line 5: artifacts: Expected artifacts to be a list of unique file paths",
+			"line 6: artifacts: Expected artifacts to be a list of unique file paths"}},
 		{name: "OAuthNotString", yaml: ok + "oauth: [builds.sr.ht/JOBS]\n", want: []string{"line 4: oauth: Expected oauth to be a string"}},
 		{name: "OAuthBadGrants", yaml: ok + "oauth: JOBS:RW builds.sr.ht/JOBS:rw builds.sr.ht/jobs /JOBS builds.sr.ht/JOBS:RW\n", want: []string{
 			"line 4: oauth: Invalid grant 'JOBS:RW' (expected service/SCOPE, service/SCOPE:RO or service/SCOPE:RW)",
