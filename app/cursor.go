@@ -52,3 +52,22 @@ func (c cursorCodec) Decode(kind string, cursor *string) (*int64, error) {
 	}
 	return &id, nil
 }
+
+// paginate fetches one keyset page of a list, newest first. fetch returns
+// rows with id <= before (nil = from the newest), at most limit rows; one
+// row more than the page is asked for, and its id becomes the next
+// cursor ("" at the end).
+func paginate[T any](c cursorCodec, kind string, cursor *string, size int, id func(T) int64, fetch func(before *int64, limit int) ([]T, error)) ([]T, string, error) {
+	before, err := c.Decode(kind, cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := fetch(before, size+1)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(rows) > size {
+		return rows[:size], c.Encode(kind, id(rows[size])), nil
+	}
+	return rows, "", nil
+}

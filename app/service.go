@@ -159,32 +159,23 @@ func (s *Service) UserJobs(ctx context.Context, ownerID int64, cursor *string, f
 	// The cursor kind names the owner, so a cursor from another user's
 	// list is rejected rather than reinterpreted.
 	kind := fmt.Sprint("jobs:", ownerID)
-	before, err := s.cursors.Decode(kind, cursor)
-	if err != nil {
-		return nil, err
-	}
 	f.OwnerID = &ownerID
 	if u := UserFromContext(ctx); !isSystem(ctx) && (u == nil || u.ID != ownerID && !u.Admin) {
 		f.Visibility = []Visibility{Public}
 	}
-	if before != nil {
-		f.BeforeID = before
+	size := f.Limit
+	if size == 0 {
+		size = PageSize
 	}
-	if f.Limit == 0 {
-		f.Limit = PageSize
-	}
-	limit := f.Limit
-	f.Limit++
-	jobs, err := s.Store.FindJobs(ctx, f)
+	jobs, next, err := paginate(s.cursors, kind, cursor, size, func(j *Job) int64 { return j.ID },
+		func(before *int64, limit int) ([]*Job, error) {
+			f.BeforeID, f.Limit = before, limit
+			return s.Store.FindJobs(ctx, f)
+		})
 	if err != nil {
 		return nil, fmt.Errorf("find jobs: %w", err)
 	}
-	list := &JobList{Jobs: jobs}
-	if len(jobs) > limit {
-		list.Cursor = s.cursors.Encode(kind, jobs[limit].ID)
-		list.Jobs = jobs[:limit]
-	}
-	return list, nil
+	return &JobList{Jobs: jobs, Cursor: next}, nil
 }
 
 // Tasks returns the tasks of a job the caller may see, in manifest order.

@@ -142,19 +142,14 @@ func (s *Service) Secrets(ctx context.Context, cursor *string) (*SecretList, err
 	if err != nil {
 		return nil, err
 	}
-	before, err := s.cursors.Decode("secrets", cursor)
-	if err != nil {
-		return nil, err
-	}
-	list, err := s.Store.FindSecrets(ctx, u.ID, Page{BeforeID: before, Limit: PageSize + 1})
+	list, next, err := paginate(s.cursors, "secrets", cursor, PageSize, func(sec *Secret) int64 { return sec.ID },
+		func(before *int64, limit int) ([]*Secret, error) {
+			return s.Store.FindSecrets(ctx, u.ID, Page{BeforeID: before, Limit: limit})
+		})
 	if err != nil {
 		return nil, fmt.Errorf("find secrets: %w", err)
 	}
-	out := &SecretList{Secrets: list}
-	if len(list) > PageSize {
-		out.Cursor = s.cursors.Encode("secrets", list[PageSize].ID)
-		out.Secrets = list[:PageSize]
-	}
+	out := &SecretList{Secrets: list, Cursor: next}
 	for _, sec := range out.Secrets {
 		sec.Data = nil
 	}

@@ -68,20 +68,14 @@ func (s *Service) Webhooks(ctx context.Context, cursor *string) (*WebhookList, e
 	if err != nil {
 		return nil, err
 	}
-	before, err := s.cursors.Decode("webhooks", cursor)
+	list, next, err := paginate(s.cursors, "webhooks", cursor, PageSize, func(w *WebhookSubscription) int64 { return w.ID },
+		func(before *int64, limit int) ([]*WebhookSubscription, error) {
+			return s.Store.FindWebhooks(ctx, u.ID, Page{BeforeID: before, Limit: limit})
+		})
 	if err != nil {
 		return nil, err
 	}
-	list, err := s.Store.FindWebhooks(ctx, u.ID, Page{BeforeID: before, Limit: PageSize + 1})
-	if err != nil {
-		return nil, err
-	}
-	out := &WebhookList{Webhooks: list}
-	if len(list) > PageSize {
-		out.Cursor = s.cursors.Encode("webhooks", list[PageSize].ID)
-		out.Webhooks = list[:PageSize]
-	}
-	return out, nil
+	return &WebhookList{Webhooks: list, Cursor: next}, nil
 }
 
 // Webhook returns one of the caller's subscriptions.
@@ -120,18 +114,12 @@ func (s *Service) WebhookDeliveries(ctx context.Context, w *WebhookSubscription,
 	if _, err := s.Webhook(ctx, w.ID); err != nil {
 		return nil, err
 	}
-	before, err := s.cursors.Decode("deliveries", cursor)
+	list, next, err := paginate(s.cursors, "deliveries", cursor, PageSize, func(d *WebhookDelivery) int64 { return d.ID },
+		func(before *int64, limit int) ([]*WebhookDelivery, error) {
+			return s.Store.FindWebhookDeliveries(ctx, w.ID, Page{BeforeID: before, Limit: limit})
+		})
 	if err != nil {
 		return nil, err
 	}
-	list, err := s.Store.FindWebhookDeliveries(ctx, w.ID, Page{BeforeID: before, Limit: PageSize + 1})
-	if err != nil {
-		return nil, err
-	}
-	out := &DeliveryList{Deliveries: list}
-	if len(list) > PageSize {
-		out.Cursor = s.cursors.Encode("deliveries", list[PageSize].ID)
-		out.Deliveries = list[:PageSize]
-	}
-	return out, nil
+	return &DeliveryList{Deliveries: list, Cursor: next}, nil
 }
