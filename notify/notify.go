@@ -314,6 +314,3 @@ func sleep(ctx context.Context, dur time.Duration) bool {
 	}
 }
 
-// logURL is a job's public log URL (task "" = setup log), served by the
-// API's /query/log route.
-func logURL(cfg *app.Config, jobID int64, task string) string { return cfg.LogURL(jobID, task) }

@@ -46,7 +46,7 @@ func newJobPayload(cfg *app.Config, job *app.Job, owner *app.User, tasks []*app.
 	p := jobPayload{
 		ID:       job.ID,
 		Status:   string(job.Status),
-		SetupLog: logURL(cfg, job.ID, ""),
+		SetupLog: cfg.LogURL(job.ID, ""),
 		Tasks:    []taskPayload{},
 		Note:     job.Note,
 		Runner:   job.Runner,
@@ -56,7 +56,7 @@ func newJobPayload(cfg *app.Config, job *app.Job, owner *app.User, tasks []*app.
 		p.Tags = &job.Tags
 	}
 	for _, t := range tasks {
-		p.Tasks = append(p.Tasks, taskPayload{Name: t.Name, Status: string(t.Status), Log: logURL(cfg, job.ID, t.Name)})
+		p.Tasks = append(p.Tasks, taskPayload{Name: t.Name, Status: string(t.Status), Log: cfg.LogURL(job.ID, t.Name)})
 	}
 	return p
 }
