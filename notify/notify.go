@@ -313,4 +313,3 @@ func sleep(ctx context.Context, dur time.Duration) bool {
 		return false
 	}
 }
-
