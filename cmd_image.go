@@ -196,11 +196,15 @@ func imageCheck(ctx context.Context, cfg *app.Config, img *images.Image, stdout,
 	if err != nil {
 		return err
 	}
+	policy, err := cfg.GuestPolicy()
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "booting %s (%s) under %s, %d vCPU, %d MiB\n", img.Name, img.Arch, accel, cfg.Runner.CPUs, cfg.Runner.Memory)
 	vm, err := runner.StartVM(ctx, runner.VMConfig{
 		Image: img, CPUs: cfg.Runner.CPUs, MemoryMiB: cfg.Runner.Memory, Accel: accel,
 		CPUModel: cfg.Runner.CPUModel, WorkDir: work, BootTimeout: cfg.Runner.BootTimeout,
-		AuthorizedKey: pub, ClientSigner: signer,
+		AuthorizedKey: pub, ClientSigner: signer, Network: policy,
 	})
 	if err != nil {
 		return fmt.Errorf("check %s: %w", img.Name, err)
@@ -214,6 +218,10 @@ func imageCheck(ctx context.Context, cfg *app.Config, img *images.Image, stdout,
 	if err := guestRun(vm, "bash -s", script, stdout); err != nil {
 		return fmt.Errorf("check %s: sanity script: %w", img.Name, err)
 	}
+	if policy.Mode() == app.GuestNone {
+		fmt.Fprintf(stdout, "package install skipped: [runner] guest-network = none\n")
+		return finishCheck(vm, img, stdout)
+	}
 	start := time.Now()
 	var apt bytes.Buffer
 	if err := guestRun(vm, img.InstallCommand([]string{"hello"}), "", &apt); err != nil {
@@ -223,6 +231,11 @@ func imageCheck(ctx context.Context, cfg *app.Config, img *images.Image, stdout,
 		return fmt.Errorf("check %s: run the installed package: %w", img.Name, err)
 	}
 	fmt.Fprintf(stdout, "apt-get install hello: %.1fs\n", time.Since(start).Seconds())
+	return finishCheck(vm, img, stdout)
+}
+
+// finishCheck stops the checked VM and reports the verdict.
+func finishCheck(vm *runner.VM, img *images.Image, stdout io.Writer) error {
 	if err := vm.Close(); err != nil {
 		return fmt.Errorf("check %s: %w", img.Name, err)
 	}

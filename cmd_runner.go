@@ -28,7 +28,10 @@ func (m *Main) startRunner(ctx context.Context) error {
 	m.Service.Events = d
 
 	catalog := &images.Catalog{Dir: cfg.Images.Dir, Aliases: cfg.Images.Aliases}
-	booter := runner.NewQEMUBooter(cfg, catalog, cfg.Runner.Accel)
+	booter, err := runner.NewQEMUBooter(cfg, catalog, cfg.Runner.Accel)
+	if err != nil {
+		return err
+	}
 	booter.Log = m.Log
 	pool := runner.NewPool(m.Service, cfg, booter, m.Log)
 	m.Service.Runner = pool

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -43,18 +44,20 @@ type BuildsConfig struct {
 
 // RunnerConfig is the [runner] section: the QEMU job runner.
 type RunnerConfig struct {
-	Slots           int           // concurrent jobs; 0 disables the runner
-	CPUs            int           // vCPUs per VM
-	Memory          int           // MiB per VM
-	Accel           string        // auto|kvm|tcg
-	CPUModel        string        // QEMU -cpu under TCG
-	JobTimeout      time.Duration // whole-job limit
-	FailedKeepalive time.Duration // how long a failed VM stays up for `connect`
-	BootTimeout     time.Duration // until the guest answers SSH
-	SSHListen       string        // builds' own SSH server for `connect`; "" disables
-	SSHUser         string        // user shown in `ssh -t <user>@<runner> connect <id>`
-	Name            string        // runner host name shown to users; "" = host of origin
-	WorkDir         string        // VM overlays and sockets; never "" after parsing
+	Slots           int              // concurrent jobs; 0 disables the runner
+	CPUs            int              // vCPUs per VM
+	Memory          int              // MiB per VM
+	Accel           string           // auto|kvm|tcg
+	CPUModel        string           // QEMU -cpu under TCG
+	JobTimeout      time.Duration    // whole-job limit
+	FailedKeepalive time.Duration    // how long a failed VM stays up for `connect`
+	BootTimeout     time.Duration    // until the guest answers SSH
+	SSHListen       string           // builds' own SSH server for `connect`; "" disables
+	SSHUser         string           // user shown in `ssh -t <user>@<runner> connect <id>`
+	Name            string           // runner host name shown to users; "" = host of origin
+	WorkDir         string           // VM overlays and sockets; never "" after parsing
+	GuestNetwork    GuestNetwork     // what guests may reach: internet|no-lan|none
+	GuestAllow      []netip.AddrPort // host services guests may reach (loopback ones at 10.0.2.2)
 }
 
 // ImagesConfig is the [images] section: the guest image catalogue.
@@ -110,7 +113,7 @@ func baseConfig() *Config {
 		Runner: RunnerConfig{
 			Slots: 2, CPUs: 1, Memory: 2048, Accel: "auto", CPUModel: "qemu64",
 			JobTimeout: 45 * time.Minute, FailedKeepalive: 10 * time.Minute, BootTimeout: 120 * time.Second,
-			SSHListen: "127.0.0.1:2222", SSHUser: "builds",
+			SSHListen: "127.0.0.1:2222", SSHUser: "builds", GuestNetwork: GuestInternet,
 		},
 		Images: ImagesConfig{Aliases: defaultAliases()},
 		Limits: LimitsConfig{
@@ -263,7 +266,18 @@ func (c *Config) validateRunner() error {
 	case r.WorkDir == "":
 		return bad("runner", "work-dir", "must not be empty")
 	}
+	if _, err := ParseGuestNetwork(string(r.GuestNetwork)); err != nil {
+		return bad("runner", "guest-network", "%v", err)
+	}
+	if err := CheckGuestAllow(r.GuestAllow); err != nil {
+		return bad("runner", "guest-allow", "%v", err)
+	}
 	return nil
+}
+
+// GuestPolicy returns the guest network policy of [runner].
+func (c *Config) GuestPolicy() (*GuestPolicy, error) {
+	return NewGuestPolicy(c.Runner.GuestNetwork, c.Runner.GuestAllow)
 }
 
 func (c *Config) validateImages() error {

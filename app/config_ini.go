@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -272,6 +273,15 @@ func configSchema() []configSection {
 			stringField("ssh-user", func(c *Config) *string { return &c.Runner.SSHUser }),
 			stringField("name", func(c *Config) *string { return &c.Runner.Name }),
 			stringField("work-dir", func(c *Config) *string { return &c.Runner.WorkDir }),
+			{key: "guest-network", set: func(c *Config, v string) error { c.Runner.GuestNetwork = GuestNetwork(v); return nil },
+				get: func(c *Config) string { return string(c.Runner.GuestNetwork) }},
+			{key: "guest-allow", set: setGuestAllow, get: func(c *Config) string {
+				out := make([]string, len(c.Runner.GuestAllow))
+				for i, a := range c.Runner.GuestAllow {
+					out[i] = a.String()
+				}
+				return strings.Join(out, ", ")
+			}},
 		}},
 		{"images", []configField{
 			stringField("dir", func(c *Config) *string { return &c.Images.Dir }),
@@ -364,6 +374,20 @@ func sizeField(key string, p func(*Config) *int64) configField {
 			return err
 		},
 		get: func(c *Config) string { return formatSize(*p(c)) }}
+}
+
+// setGuestAllow reads runner.guest-allow: IP:port entries separated by
+// commas or spaces.
+func setGuestAllow(c *Config, v string) error {
+	c.Runner.GuestAllow = nil
+	for _, w := range splitList(v) {
+		a, err := netip.ParseAddrPort(w)
+		if err != nil {
+			return fmt.Errorf("invalid address %q (want IP:port, e.g. 127.0.0.1:3142)", w)
+		}
+		c.Runner.GuestAllow = append(c.Runner.GuestAllow, netip.AddrPortFrom(a.Addr().Unmap(), a.Port()))
+	}
+	return nil
 }
 
 func setJobTimeout(c *Config, v string) error {

@@ -3,6 +3,7 @@ package app
 import (
 	"crypto/ed25519"
 	"encoding/base64"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -211,6 +212,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{"BadBool", "[webhooks]\nallow-private = maybe\n", `builds.ini:2: webhooks.allow-private: invalid boolean "maybe" (want true or false)`},
 		{"BadEnum", "[builds]\nlog-level = loud\n", `builds.ini:2: builds.log-level: invalid value "loud" (want debug, info, warn or error)`},
 		{"BadAccel", "[runner]\naccel = hvf\n", `builds.ini:2: runner.accel: invalid value "hvf" (want auto, kvm or tcg)`},
+		{"BadGuestNetwork", "[runner]\nguest-network = open\n", `builds.ini:2: runner.guest-network: invalid value "open" (want internet, no-lan or none)`},
+		{"GuestAllowHostName", "[runner]\nguest-allow = localhost:3142\n", `builds.ini:2: runner.guest-allow: invalid address "localhost:3142" (want IP:port, e.g. 127.0.0.1:3142)`},
+		{"GuestAllowNoPort", "[runner]\nguest-allow = 127.0.0.1\n", `builds.ini:2: runner.guest-allow: invalid address "127.0.0.1" (want IP:port, e.g. 127.0.0.1:3142)`},
+		{"GuestAllowWildcard", "[runner]\nguest-allow = 0.0.0.0:80\n", `builds.ini:2: runner.guest-allow: 0.0.0.0:80: name one address, not a wildcard or multicast group`},
+		{"GuestAllowClash", "[runner]\nguest-allow = 127.0.0.1:3142 [::1]:3142\n", `builds.ini:2: runner.guest-allow: 127.0.0.1:3142 and [::1]:3142 would both be 10.0.2.2:3142 in the guest`},
 		{"BadEncryption", "[mail]\nsmtp-encryption = ssl\n", `builds.ini:2: mail.smtp-encryption: invalid value "ssl" (want starttls, tls or none)`},
 		{"BadOriginScheme", "[builds]\norigin = ftp://x\n", `builds.ini:2: builds.origin: invalid URL "ftp://x" (want http://host[:port] or https://host[:port])`},
 		{"OriginWithPath", "[builds]\norigin = https://x/ci\n", `builds.ini:2: builds.origin: invalid URL "https://x/ci" (want only scheme://host[:port], without path, trailing slash or query)`},
@@ -380,7 +386,8 @@ func TestConfigDumpRoundTrip(t *testing.T) {
 			c.Builds = BuildsConfig{Origin: "https://ci.example.org:8443", Listen: "[::1]:9000", DataDir: "/var/lib/builds",
 				SiteName: "My CI", LogLevel: "debug", LogFormat: "json", SecretKey: "/etc/builds/secret.key"}
 			c.Runner = RunnerConfig{Slots: 0, CPUs: 4, Memory: 3072, Accel: "tcg", CPUModel: "max", JobTimeout: 90 * time.Minute,
-				FailedKeepalive: 0, BootTimeout: 1500 * time.Millisecond, SSHListen: "", SSHUser: "ci", Name: "r1", WorkDir: "/tmp/w"}
+				FailedKeepalive: 0, BootTimeout: 1500 * time.Millisecond, SSHListen: "", SSHUser: "ci", Name: "r1", WorkDir: "/tmp/w",
+				GuestNetwork: GuestNoLAN, GuestAllow: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:3142"), netip.MustParseAddrPort("[::1]:9418")}}
 			c.Images = ImagesConfig{Dir: "/img", DebianMirror: "http://mirror.invalid/debian", ExtraCA: []string{"/a.pem", "/b.pem"},
 				Aliases: map[string]string{"debian/stable": "debian/trixie", "custom": "debian/sid"}}
 			c.Limits = LimitsConfig{ManifestSize: 1000, ArtifactSize: 3 << 40, ArtifactsPerJob: 0, LogSize: 1, UploadSize: 1 << 20}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"builds/app"
+	"builds/images/imagestest"
 )
 
 // Benchmarks report custom metrics; run them with `make bench` (one
@@ -132,4 +135,93 @@ shell: true
 	mb := float64(size) * float64(b.N) / 1e6
 	b.ReportMetric(mb/logDur.Seconds(), "log-MB/s")
 	b.ReportMetric(mb/catDur.Seconds(), "sshcat-MB/s")
+}
+
+// transferServer serves the guest-network benchmark on 127.0.0.1: a
+// connection sends one byte, 'd' to download size bytes, 'u' to upload
+// until EOF, 'q' for a one-byte answer; each transfer's host-side time
+// goes to the channel.
+func transferServer(b *testing.B, size int) (netip.AddrPort, chan time.Duration) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	times := make(chan time.Duration, 16)
+	go func() {
+		chunk := make([]byte, 256<<10)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				cmd := make([]byte, 1)
+				if _, err := io.ReadFull(c, cmd); err != nil {
+					return
+				}
+				start := time.Now()
+				switch cmd[0] {
+				case 'd':
+					for left := size; left > 0; left -= len(chunk) {
+						if _, err := c.Write(chunk[:min(left, len(chunk))]); err != nil {
+							return
+						}
+					}
+					times <- time.Since(start)
+				case 'u':
+					if n, _ := io.Copy(io.Discard, c); n >= int64(size) {
+						times <- time.Since(start)
+					}
+				case 'q':
+					c.Write([]byte("k"))
+				}
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String()), times
+}
+
+// BenchmarkVMGuestNetwork compares, inside one guest, the runner's own
+// network (guestnet, eth0) with QEMU's slirp user networking (the old
+// path, on a second NIC): download and upload throughput to a host
+// service, and the time of a TCP connect and one-byte exchange.
+func BenchmarkVMGuestNetwork(b *testing.B) {
+	const size = 64 << 20
+	img := imagestest.Bookworm(b)
+	addr, times := transferServer(b, size)
+	pub, signer := jobKey(b)
+	policy, err := app.NewGuestPolicy(app.GuestInternet, []netip.AddrPort{addr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	vm, err := startVM(ctx, VMConfig{Image: img, CPUs: 2, MemoryMiB: 1024, Accel: "tcg", WorkDir: b.TempDir(),
+		BootTimeout: 2 * time.Minute, AuthorizedKey: pub, ClientSigner: signer, Network: policy},
+		bootSpec{Extra: []string{"-netdev", "user,id=n1,net=10.0.3.0/24",
+			"-device", "virtio-net-pci,netdev=n1,mac=52:54:00:12:34:57"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer vm.Close()
+	run(b, vm, "sudo ip link set eth1 up && sudo ip addr add 10.0.3.15/24 dev eth1")
+	paths := []struct{ name, host string }{{"guestnet", "10.0.2.2"}, {"slirp", "10.0.3.2"}}
+	for _, p := range paths {
+		tcp := fmt.Sprintf("/dev/tcp/%s/%d", p.host, addr.Port())
+		var down, up time.Duration
+		for i := 0; i < b.N; i++ {
+			run(b, vm, fmt.Sprintf("exec 3<>%s; printf d >&3; cat <&3 >/dev/null", tcp))
+			down += <-times
+			run(b, vm, fmt.Sprintf("exec 3<>%s; printf u >&3; head -c %d /dev/zero >&3; exec 3>&-", tcp, size))
+			up += <-times
+		}
+		out := run(b, vm, fmt.Sprintf(`s=$(date +%%s%%N); for i in $(seq 50); do exec 3<>%s; printf q >&3; read -n1 x <&3; exec 3<&-; done; echo $(( ($(date +%%s%%N) - s) / 50000 ))`, tcp))
+		us, _ := strconv.Atoi(strings.TrimSpace(out))
+		n := float64(b.N)
+		b.ReportMetric(float64(size)*n/down.Seconds()/1e6, p.name+"-down-MB/s")
+		b.ReportMetric(float64(size)*n/up.Seconds()/1e6, p.name+"-up-MB/s")
+		b.ReportMetric(float64(us)/1000, p.name+"-connect-ms")
+	}
 }

@@ -64,6 +64,7 @@ type QEMUBooter struct {
 
 	cfg     *app.Config
 	catalog *images.Catalog
+	network *app.GuestPolicy
 
 	mode      string
 	accelOnce sync.Once
@@ -74,9 +75,14 @@ type QEMUBooter struct {
 // NewQEMUBooter returns a booter. accel is "kvm", "tcg" or "auto"; with
 // "auto" the first boot times a tiny KVM guest (ProbeAccel) and the
 // verdict is kept. A fallback warning goes to the server log once and to
-// every job's setup log.
-func NewQEMUBooter(cfg *app.Config, catalog *images.Catalog, accel string) *QEMUBooter {
-	return &QEMUBooter{Log: slog.Default(), cfg: cfg, catalog: catalog, mode: accel}
+// every job's setup log. Guests get the network of [runner]
+// guest-network and guest-allow.
+func NewQEMUBooter(cfg *app.Config, catalog *images.Catalog, accel string) (*QEMUBooter, error) {
+	policy, err := cfg.GuestPolicy()
+	if err != nil {
+		return nil, fmt.Errorf("guest network: %w", err)
+	}
+	return &QEMUBooter{Log: slog.Default(), cfg: cfg, catalog: catalog, network: policy, mode: accel}, nil
 }
 
 // Accel resolves (once) and returns the accelerator and its warning.
@@ -133,14 +139,38 @@ func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 		BootTimeout:   b.cfg.Runner.BootTimeout,
 		AuthorizedKey: signer.PublicKey(),
 		ClientSigner:  signer,
+		Network:       b.network,
+		NetRefused:    refusalLogger(spec.Logf),
 	})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	spec.Logf("Guest ready after %.1fs (%s, %d CPU, %d MiB; SSH forwarded from 127.0.0.1:%d)",
-		vm.BootDuration().Seconds(), strings.ToUpper(accel), b.cfg.Runner.CPUs, b.cfg.Runner.Memory, vm.Port())
+	spec.Logf("Guest ready after %.1fs (%s, %d CPU, %d MiB; guest network: %s)",
+		vm.BootDuration().Seconds(), strings.ToUpper(accel), b.cfg.Runner.CPUs, b.cfg.Runner.Memory, b.network.Mode())
 	return &qemuGuest{vm: vm, img: img, dir: dir}, nil
+}
+
+// loggedRefusals is how many refused guest connections a setup log shows;
+// a script probing the host would otherwise flood it.
+const loggedRefusals = 10
+
+// refusalLogger tells the job's setup log which connections the guest
+// network refused and why, so a build that fails to reach something says
+// so instead of timing out silently.
+func refusalLogger(logf func(string, ...any)) func(string, *app.GuestRefusal) {
+	var mu sync.Mutex
+	n := 0
+	return func(proto string, r *app.GuestRefusal) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch n++; {
+		case n <= loggedRefusals:
+			logf("Guest network refused %s %s", proto, r)
+		case n == loggedRefusals+1:
+			logf("Guest network refused more connections; only the first %d are logged", loggedRefusals)
+		}
+	}
 }
 
 // qemuGuest is a Guest running in QEMU.

@@ -87,7 +87,10 @@ func (r *jobRun) run() (standby bool) {
 	go r.watchStatus()
 	r.p.log.Info("job started", "job_id", id, "image", r.m.Image, "deadline", r.deadline)
 
-	err = r.boot()
+	err = r.checkNetwork()
+	if err == nil {
+		err = r.boot()
+	}
 	if err == nil {
 		if r.m.Shell {
 			r.shellBanner()
@@ -147,6 +150,26 @@ func (r *jobRun) boot() error {
 	r.guest = g
 	r.p.log.Debug("guest ready", "job_id", r.job.ID, "image", r.m.Image, "arch", arch, "boot", time.Since(start))
 	return nil
+}
+
+// checkNetwork fails a job that needs a package mirror up front when the
+// runner's guests reach nothing at all, rather than after a boot and a
+// long apt timeout.
+func (r *jobRun) checkNetwork() error {
+	rc := r.cfg.Runner
+	if rc.GuestNetwork != app.GuestNone || len(rc.GuestAllow) > 0 {
+		return nil
+	}
+	what := ""
+	switch {
+	case len(r.m.Packages) > 0:
+		what = "packages"
+	case len(r.m.Repositories) > 0:
+		what = "repositories"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%s: build VMs on this runner have no network ([runner] guest-network = none), so no package mirror can be reached", what)
 }
 
 // teardown stops the VM.

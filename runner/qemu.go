@@ -5,11 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+
+	"builds/runner/guestnet"
 )
 
 // qemuBinary is the system emulator for amd64 guests.
@@ -21,13 +22,15 @@ type bootSpec struct {
 	Kernel  string // PVH vmlinux (entered directly) or bzImage (via firmware)
 	Initrd  string // "" = none
 	Cmdline string
+	Extra   []string // more QEMU arguments (benchmarks add a second NIC)
 }
 
 // qemuArgs returns QEMU's argument list for one VM (images.md §5): q35,
-// no default devices, virtio disk/net/rng, user networking with SSH
-// forwarded to 127.0.0.1:port, serial console on stdout, QMP on a unix
-// socket, and the optional per-job key through fw_cfg.
-func qemuArgs(cfg VMConfig, spec bootSpec, overlay, qmpSock, keyFile string, port int) []string {
+// no default devices, virtio disk/net/rng, the guest network on the
+// datagram socket QEMU has as file descriptor netFD, serial console on
+// stdout, QMP on a unix socket, and the optional per-job key through
+// fw_cfg.
+func qemuArgs(cfg VMConfig, spec bootSpec, overlay, qmpSock, keyFile string, netFD int) []string {
 	cpu := cfg.CPUModel
 	if cpu == "" {
 		cpu = "qemu64"
@@ -51,19 +54,18 @@ func qemuArgs(cfg VMConfig, spec bootSpec, overlay, qmpSock, keyFile string, por
 		// cache=unsafe: the overlay is thrown away with the VM
 		"-drive", "id=root,if=none,file=" + overlay + ",format=qcow2,cache=unsafe,discard=unmap",
 		"-device", "virtio-blk-pci,drive=root",
-		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22", port),
-		"-device", "virtio-net-pci,netdev=n0",
 		"-device", "virtio-rng-pci",
 		"-kernel", spec.Kernel,
 		"-append", spec.Cmdline,
 	}
+	args = append(args, guestnet.QEMUArgs(netFD)...)
 	if spec.Initrd != "" {
 		args = append(args, "-initrd", spec.Initrd)
 	}
 	if keyFile != "" {
 		args = append(args, "-fw_cfg", "name=opt/ci/authorized_keys,file="+keyFile)
 	}
-	return args
+	return append(args, spec.Extra...)
 }
 
 // createOverlay makes a qcow2 overlay backed by the read-only base (~10 ms).
@@ -74,23 +76,6 @@ func createOverlay(ctx context.Context, base, overlay string) error {
 		return fmt.Errorf("create overlay: %w: %s", err, bytes.TrimSpace(out))
 	}
 	return nil
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-// QEMU binds it itself; a lost race shows up as a hostfwd error and the
-// boot is retried with another port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// isPortClash reports whether QEMU's stderr says the forwarded port was taken.
-func isPortClash(stderr string) bool {
-	return strings.Contains(stderr, "host forwarding rule") || strings.Contains(stderr, "Address already in use")
 }
 
 // capWriter keeps the first max bytes written to it (QEMU's stderr).

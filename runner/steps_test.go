@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -340,4 +341,40 @@ func waitForCmdline(t testing.TB, pid int, want string) {
 		sleepMS(10)
 	}
 	t.Fatalf("process %d never showed %q", pid, want)
+}
+
+// TestGuestNetworkNone: with no guest network at all, a job that needs a
+// package mirror fails before booting, saying why; one that needs none
+// runs.
+func TestGuestNetworkNone(t *testing.T) {
+	h := newHarness(t, func(c *app.Config) { c.Runner.GuestNetwork = app.GuestNone })
+	for _, tt := range []struct{ name, manifest, want string }{
+		{"Packages", "image: debian/bookworm\npackages: [jq]\ntasks:\n  - a: \"true\"\n", "packages: build VMs on this runner have no network ([runner] guest-network = none)"},
+		{"Repositories", "image: debian/bookworm\nrepositories:\n  local: http://mirror.example/debian bookworm main\ntasks:\n  - a: \"true\"\n", "repositories: build VMs on this runner have no network"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			job := h.submit(tt.manifest)
+			if got := h.wait(job.ID); got.Status != app.JobFailed {
+				t.Fatalf("status = %s", got.Status)
+			}
+			setup := h.log(job.ID, "")
+			if !strings.Contains(setup, "Error: "+tt.want) || strings.Contains(setup, "Booting") {
+				t.Errorf("setup log:\n%s", setup)
+			}
+		})
+	}
+	job := h.submit("image: debian/bookworm\ntasks:\n  - a: echo offline\n")
+	if got := h.wait(job.ID); got.Status != app.JobSuccess {
+		t.Fatalf("job without packages: %s\n%s", got.Status, h.log(job.ID, ""))
+	}
+	// an allowed host service (say, a package cache) makes packages a
+	// matter for the site's image configuration again
+	h2 := newHarness(t, func(c *app.Config) {
+		c.Runner.GuestNetwork = app.GuestNone
+		c.Runner.GuestAllow = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:3142")}
+	})
+	job = h2.submit("image: debian/bookworm\npackages: [jq]\ntasks:\n  - a: \"true\"\n")
+	if got := h2.wait(job.ID); got.Status != app.JobSuccess {
+		t.Fatalf("with guest-allow: %s\n%s", got.Status, h2.log(job.ID, ""))
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -18,7 +17,9 @@ import (
 	"github.com/digitalocean/go-qemu/qmp"
 	"golang.org/x/crypto/ssh"
 
+	"builds/app"
 	"builds/images"
+	"builds/runner/guestnet"
 )
 
 // Deadlines of the VM layer.
@@ -49,6 +50,12 @@ type VMConfig struct {
 	BootTimeout   time.Duration
 	AuthorizedKey ssh.PublicKey // per-job key passed through fw_cfg (replaces the image's)
 	ClientSigner  ssh.Signer    // signs in as the image's user; nil = the image's baked key
+	// Network is what the guest may reach (nil = app.GuestInternet with
+	// no host services). The control SSH connection never listens on
+	// the host: the runner dials the guest through its own stack.
+	Network *app.GuestPolicy
+	// NetRefused hears of each connection the policy refused (may be nil).
+	NetRefused func(proto string, r *app.GuestRefusal)
 }
 
 // vmState is the lifecycle of a VM; transitions only go forward.
@@ -65,7 +72,7 @@ type VM struct {
 	cfg     VMConfig
 	cmd     *exec.Cmd
 	pgid    int
-	port    int
+	net     *guestnet.Network
 	overlay string
 	keyFile string
 	qmpPath string
@@ -99,7 +106,7 @@ func startVM(ctx context.Context, cfg VMConfig, spec bootSpec) (*VM, error) {
 		return nil, err
 	}
 	if spec.Kernel == "" {
-		spec = bootSpec{Kernel: cfg.Image.Kernel(), Initrd: cfg.Image.Initrd(), Cmdline: cfg.Image.Meta.Cmdline}
+		spec.Kernel, spec.Initrd, spec.Cmdline = cfg.Image.Kernel(), cfg.Image.Initrd(), cfg.Image.Meta.Cmdline
 	}
 	hostKey, err := cfg.Image.HostKey()
 	if err != nil {
@@ -146,6 +153,13 @@ func checkConfig(cfg *VMConfig) error {
 	if fi, err := os.Stat(cfg.WorkDir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("start vm: work dir %q is not a directory", cfg.WorkDir)
 	}
+	if cfg.Network == nil {
+		p, err := app.NewGuestPolicy(app.GuestInternet, nil)
+		if err != nil {
+			return fmt.Errorf("start vm: %w", err)
+		}
+		cfg.Network = p
+	}
 	if cfg.BootTimeout <= 0 {
 		cfg.BootTimeout = defaultBootTimeout
 	}
@@ -163,22 +177,14 @@ func bootOnce(ctx context.Context, cfg VMConfig, spec bootSpec, sshCfg *ssh.Clie
 		vm.cleanup()
 		return nil, err
 	}
-	for try := 1; ; try++ {
-		err := vm.launch(spec)
-		if err == nil {
-			err = vm.waitReady(ctx)
-		}
-		if err == nil {
-			break
-		}
-		// another process took the forwarded port between freePort and
-		// QEMU's bind: try again with a new one
-		clash := vm.exitedNow() && isPortClash(vm.stderr.String())
+	err := vm.launch(spec)
+	if err == nil {
+		err = vm.waitReady(ctx)
+	}
+	if err != nil {
 		vm.stopQuietly()
-		if !clash || try == 3 {
-			vm.cleanup()
-			return nil, err
-		}
+		vm.cleanup()
+		return nil, err
 	}
 	if err := vm.connect(ctx, sshCfg); err != nil {
 		vm.Close()
@@ -209,24 +215,28 @@ func (vm *VM) prepare() error {
 	return nil
 }
 
-// launch starts QEMU in its own process group. It returns an error if QEMU
-// exits at once (e.g. the forwarded port was taken).
+// launch starts QEMU in its own process group, attached to a new guest
+// network. It returns an error if QEMU exits at once.
 func (vm *VM) launch(spec bootSpec) error {
-	port, err := freePort()
+	n, err := guestnet.New(guestnet.Config{Policy: vm.cfg.Network, Refused: vm.cfg.NetRefused})
 	if err != nil {
-		return err
+		return fmt.Errorf("start vm: %w", err)
 	}
-	vm.port = port
+	vm.net = n
 	os.Remove(vm.qmpPath)
 	vm.console = newConsole(vm.cfg.Image.Meta.ReadyMarker, vm.cfg.Console)
 	vm.stderr = &capWriter{max: 16 << 10}
 	vm.exited = make(chan struct{})
-	vm.cmd = exec.Command(qemuBinary, qemuArgs(vm.cfg, spec, vm.overlay, vm.qmpPath, vm.keyFile, port)...)
+	// the network socket is QEMU's fd 3 (the first of ExtraFiles)
+	vm.cmd = exec.Command(qemuBinary, qemuArgs(vm.cfg, spec, vm.overlay, vm.qmpPath, vm.keyFile, 3)...)
 	vm.cmd.Stdout = vm.console
 	vm.cmd.Stderr = vm.stderr
+	vm.cmd.ExtraFiles = []*os.File{n.QEMUFile()}
 	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	vm.started = time.Now()
-	if err := vm.cmd.Start(); err != nil {
+	err = vm.cmd.Start()
+	n.QEMUFile().Close() // QEMU holds its own copy now
+	if err != nil {
 		return fmt.Errorf("start %s: %w", qemuBinary, err)
 	}
 	vm.pgid = vm.cmd.Process.Pid
@@ -234,7 +244,7 @@ func (vm *VM) launch(spec bootSpec) error {
 		vm.waitErr = vm.cmd.Wait()
 		close(vm.exited)
 	}()
-	// QEMU validates its arguments and binds hostfwd before the guest runs.
+	// QEMU validates its arguments before the guest runs.
 	select {
 	case <-vm.exited:
 		return fmt.Errorf("qemu exited at start (%v): %s", vm.waitErr, vm.stderr.String())
@@ -304,7 +314,6 @@ func (vm *VM) connect(ctx context.Context, sshCfg *ssh.ClientConfig) error {
 		return fmt.Errorf("connect qmp: %w", err)
 	}
 	vm.mon = mon
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(vm.port))
 	var last error
 	for i := 0; i < sshAttempts; i++ {
 		if i > 0 {
@@ -316,7 +325,7 @@ func (vm *VM) connect(ctx context.Context, sshCfg *ssh.ClientConfig) error {
 				return fmt.Errorf("ssh: %w", ctx.Err())
 			}
 		}
-		c, err := dialSSH(addr, sshCfg, time.Duration(2+2*i)*time.Second)
+		c, err := vm.dialSSH(ctx, sshCfg, time.Duration(2+2*i)*time.Second)
 		if err == nil {
 			vm.client = c
 			vm.bootDur = time.Since(vm.started)
@@ -327,13 +336,17 @@ func (vm *VM) connect(ctx context.Context, sshCfg *ssh.ClientConfig) error {
 	return fmt.Errorf("ssh to %s after the ready marker: %w; console:\n%s", vm.cfg.Image.Name, last, vm.console.Tail())
 }
 
-// dialSSH dials and handshakes with a deadline covering both.
-func dialSSH(addr string, cfg *ssh.ClientConfig, timeout time.Duration) (*ssh.Client, error) {
-	conn, err := net.DialTimeout("tcp", addr, timeout)
+// dialSSH dials the guest's SSH port through the VM's network and
+// handshakes, with a deadline covering both.
+func (vm *VM) dialSSH(ctx context.Context, cfg *ssh.ClientConfig, timeout time.Duration) (*ssh.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := vm.net.DialGuest(ctx, 22)
 	if err != nil {
 		return nil, err
 	}
 	conn.SetDeadline(time.Now().Add(timeout))
+	addr := net.JoinHostPort(app.GuestAddr.String(), "22")
 	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
 	if err != nil {
 		conn.Close()
@@ -345,9 +358,6 @@ func dialSSH(addr string, cfg *ssh.ClientConfig, timeout time.Duration) (*ssh.Cl
 
 // Client returns the VM's SSH connection; open one session per command.
 func (vm *VM) Client() *ssh.Client { return vm.client }
-
-// Port returns the host port forwarded to the guest's SSH.
-func (vm *VM) Port() int { return vm.port }
 
 // BootDuration is the time from QEMU's start to a working SSH connection.
 func (vm *VM) BootDuration() time.Duration { return vm.bootDur }
@@ -425,6 +435,9 @@ func (vm *VM) cleanup() {
 	}
 	if vm.qmpDir != "" {
 		os.RemoveAll(vm.qmpDir)
+	}
+	if vm.net != nil {
+		vm.net.Close()
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,7 +40,10 @@ func newVMHarness(t testing.TB, opts ...func(*app.Config)) (*harness, *images.Im
 	h.timeout = 8 * time.Minute // TCG on a busy CI machine
 	// The image lives in <catalogue>/debian/bookworm/amd64.
 	catDir := filepath.Dir(filepath.Dir(filepath.Dir(img.Dir)))
-	booter := NewQEMUBooter(h.cfg, images.NewCatalog(catDir, nil), h.cfg.Runner.Accel)
+	booter, err := NewQEMUBooter(h.cfg, images.NewCatalog(catDir, nil), h.cfg.Runner.Accel)
+	if err != nil {
+		t.Fatal(err)
+	}
 	h.pool.booter = booter
 	h.start()
 	t.Cleanup(func() {
@@ -50,8 +55,9 @@ func newVMHarness(t testing.TB, opts ...func(*app.Config)) (*harness, *images.Im
 }
 
 // gitServer serves bare repositories over git's "dumb" HTTP protocol on
-// the host's loopback; guests reach it at 10.0.2.2.
-func gitServer(t *testing.T, root string) (guestURL string) {
+// the host's loopback; guests reach it at 10.0.2.2 once its address is in
+// [runner] guest-allow.
+func gitServer(t *testing.T, root string) (guestURL string, addr netip.AddrPort) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -60,7 +66,8 @@ func gitServer(t *testing.T, root string) (guestURL string) {
 	srv := &http.Server{Handler: http.FileServer(http.Dir(root))}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return fmt.Sprintf("http://10.0.2.2:%d", ln.Addr().(*net.TCPAddr).Port)
+	addr = netip.MustParseAddrPort(ln.Addr().String())
+	return fmt.Sprintf("http://10.0.2.2:%d", addr.Port()), addr
 }
 
 // bareRepo clones work into root/<name>.git as a bare repository ready for
@@ -73,9 +80,9 @@ func bareRepo(t *testing.T, work, root, name string) {
 }
 
 func TestVMJob(t *testing.T) {
-	h, _ := newVMHarness(t)
 	src, root := t.TempDir(), t.TempDir()
-	url := gitServer(t, root)
+	url, addr := gitServer(t, root)
+	h, _ := newVMHarness(t, func(c *app.Config) { c.Runner.GuestAllow = []netip.AddrPort{addr} })
 
 	lib := filepath.Join(src, "lib")
 	gitRepo(t, lib, "lib v1")
@@ -180,11 +187,61 @@ func TestVMJobEndings(t *testing.T) {
 // TestQEMUBooterMissingImage needs no VM: the catalogue is empty.
 func TestQEMUBooterMissingImage(t *testing.T) {
 	h := openHarness(t)
-	h.pool.booter = NewQEMUBooter(h.cfg, images.NewCatalog(t.TempDir(), nil), "tcg")
+	booter, err := NewQEMUBooter(h.cfg, images.NewCatalog(t.TempDir(), nil), "tcg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.pool.booter = booter
 	h.start()
 	job := h.submit("image: debian/bookworm\narch: arm64\ntasks:\n  - a: \"true\"\n")
 	if got := h.wait(job.ID); got.Status != app.JobFailed {
 		t.Fatalf("status = %s", got.Status)
 	}
 	linesInOrder(t, h.log(job.ID, ""), "Booting image debian/bookworm (arm64)", "Error: boot: Image 'debian/bookworm' does not exist")
+}
+
+// TestVMGuestNetworkNone: with guest-network = none a real guest resolves
+// no names and reaches no address, not even the package mirror, and the
+// setup log says why.
+func TestVMGuestNetworkNone(t *testing.T) {
+	mirror, err := images.HostMirror("/")
+	if err != nil {
+		t.Skipf("no host mirror to try: %v", err)
+	}
+	u, err := url.Parse(mirror.Archive)
+	if err != nil || u.Hostname() == "" {
+		t.Skipf("mirror %q has no host", mirror.Archive)
+	}
+	ips, err := net.LookupHost(u.Hostname())
+	if err != nil || len(ips) == 0 {
+		t.Skipf("the host cannot resolve its own mirror: %v", err)
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"https": "443"}[u.Scheme]
+		if port == "" {
+			port = "80"
+		}
+	}
+	h, _ := newVMHarness(t, func(c *app.Config) { c.Runner.GuestNetwork = app.GuestNone })
+	job := h.submit(fmt.Sprintf(`image: debian/bookworm
+tasks:
+  - offline: |
+      if timeout 20 getent hosts %[1]s; then echo "RESOLVED"; else echo "no name service"; fi
+      if timeout 20 bash -c 'exec 3<>/dev/tcp/%[2]s/%[3]s'; then echo "REACHED"; else echo "mirror closed"; fi
+`, u.Hostname(), ips[0], port))
+	got := h.wait(job.ID)
+	setup, task := h.log(job.ID, ""), h.log(job.ID, "offline")
+	if got.Status != app.JobSuccess {
+		t.Fatalf("status %s\n%s\n%s", got.Status, setup, task)
+	}
+	if strings.Contains(task, "\nRESOLVED") || strings.Contains(task, "\nREACHED") || !strings.Contains(task, "\nmirror closed") {
+		t.Errorf("the guest reached the network:\n%s", task)
+	}
+	for _, want := range []string{"guest network: none", "Guest network refused udp 10.0.2.3:53: the guest network is off",
+		"Guest network refused tcp " + ips[0] + ":" + port + ": the guest network is off"} {
+		if !strings.Contains(setup, want) {
+			t.Errorf("setup log lacks %q:\n%s", want, setup)
+		}
+	}
 }

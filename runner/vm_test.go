@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -70,7 +69,7 @@ func TestQemuArgs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := qemuArgs(tt.cfg, bootSpec{Kernel: "/img/vmlinux", Cmdline: "quiet"}, "/w/disk.qcow2", "/w/qmp.sock", tt.keyFile, 2222)
+			args := qemuArgs(tt.cfg, bootSpec{Kernel: "/img/vmlinux", Cmdline: "quiet"}, "/w/disk.qcow2", "/w/qmp.sock", tt.keyFile, 3)
 			joined := " " + strings.Join(args, " ") + " "
 			for _, w := range tt.want {
 				if !strings.Contains(joined, " "+w+" ") {
@@ -82,8 +81,13 @@ func TestQemuArgs(t *testing.T) {
 					t.Errorf("unexpected %q in %s", a, joined)
 				}
 			}
-			if !strings.Contains(joined, "hostfwd=tcp:127.0.0.1:2222-:22") {
-				t.Errorf("ssh not forwarded on loopback: %s", joined)
+			// the guest network is ours (runner/guestnet), on fd 3: no
+			// slirp, no port on the host
+			if !strings.Contains(joined, " -netdev dgram,id=n0,local.type=fd,local.str=3 ") {
+				t.Errorf("guest network not on fd 3: %s", joined)
+			}
+			if strings.Contains(joined, "user,") || strings.Contains(joined, "hostfwd") {
+				t.Errorf("slirp networking in %s", joined)
 			}
 		})
 	}
@@ -206,7 +210,7 @@ func TestVMBootSSHClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("boot to SSH: %s (port %d)", vm.BootDuration().Round(10*time.Millisecond), vm.Port())
+	t.Logf("boot to SSH: %s", vm.BootDuration().Round(10*time.Millisecond))
 	pid := vm.cmd.Process.Pid
 	if got := run(t, vm, "echo hello; id -un; sudo -n id -u; git --version >/dev/null && echo git"); got != "hello\nbuild\n0\ngit" {
 		t.Fatalf("guest output %q", got)
@@ -217,7 +221,7 @@ func TestVMBootSSHClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	hk, _ := img.HostKey()
-	_, err = dialSSH("127.0.0.1:"+strconv.Itoa(vm.Port()), &ssh.ClientConfig{User: "build",
+	_, err = vm.dialSSH(ctx, &ssh.ClientConfig{User: "build",
 		Auth: []ssh.AuthMethod{ssh.PublicKeys(baked)}, HostKeyCallback: ssh.FixedHostKey(hk)}, 10*time.Second)
 	if err == nil {
 		t.Error("baked key still accepted although a per-job key was given")
