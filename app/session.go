@@ -102,6 +102,10 @@ func (s *Service) EndSession(ctx context.Context, token string) error {
 }
 
 // ChangePassword checks the caller's current password, sets a new one and
+// ErrWrongPassword is ChangePassword's answer to a wrong current
+// password; the web UI counts it as a failed password guess.
+var ErrWrongPassword = &Error{Code: EINVALID, Message: "the current password is wrong"}
+
 // ends the caller's other sessions (keepToken is the current cookie).
 func (s *Service) ChangePassword(ctx context.Context, current, password, keepToken string) error {
 	u, err := requireUser(ctx)
@@ -109,7 +113,7 @@ func (s *Service) ChangePassword(ctx context.Context, current, password, keepTok
 		return err
 	}
 	if u.PasswordHash != "" && !checkPassword(u.PasswordHash, current) {
-		return Errorf(EINVALID, "the current password is wrong")
+		return ErrWrongPassword
 	}
 	if err := s.SetPassword(ctx, u.ID, password); err != nil {
 		return err

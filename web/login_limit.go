@@ -9,34 +9,38 @@ import (
 	"time"
 )
 
-// Failed web logins are limited in memory: after loginMaxFailures
-// failures for one username, or from one remote address, within
-// loginWindow, further attempts for that username or from that address
-// are refused with 429 until the oldest of those failures is loginWindow
-// old. Both keys count, so neither guessing many passwords for one
-// account from many addresses nor trying many accounts from one address
-// gets far. Blocked attempts are not counted (a locked-out user who keeps
-// trying is not locked out for longer), and the password is not checked
-// while blocked. Successful logins do not count.
+// Failed password checks (logins and the current password of a password
+// change) are limited in memory, per key, within loginWindow: after
+// loginMaxFailures failures for one (address, username) pair that pair is
+// refused, and after loginMaxAddrFailures failures from one address that
+// address is refused for every username, each with 429 until the oldest
+// of those failures is loginWindow old. There is deliberately no limit
+// per username alone: a stranger failing to log in as alice blocks
+// himself, never alice. Blocked attempts are not counted (a locked-out
+// user who keeps trying is not locked out for longer), and the password
+// is not checked while blocked. Successful logins do not count.
 //
 // The remote address is the TCP peer: behind a reverse proxy every client
-// shares the proxy's address, and the per-username limit does the work.
+// shares the proxy's address, so the address limit applies to all of
+// them together.
 const (
-	loginMaxFailures = 5
-	loginWindow      = 5 * time.Minute
-	// loginMaxKeys caps the tracked usernames and addresses, so a flood of
-	// made-up names cannot grow memory without bound.
+	loginMaxFailures     = 5
+	loginMaxAddrFailures = 20
+	loginWindow          = 5 * time.Minute
+	// loginMaxKeys caps the tracked keys, so a flood of made-up names
+	// cannot grow memory without bound.
 	loginMaxKeys = 10000
-	// loginMaxKeyLen bounds one key; usernames are far shorter.
+	// loginMaxKeyLen bounds one key's username; usernames are far shorter.
 	loginMaxKeyLen = 256
 )
 
-// loginLimiter counts recent failed logins per key ("user:<name>",
+// loginLimiter counts recent failed logins per key ("pair:<ip> <name>",
 // "addr:<ip>"). It is safe for concurrent use.
 type loginLimiter struct {
-	max    int
-	window time.Duration
-	cap    int
+	max     int // per pair
+	addrMax int // per address
+	window  time.Duration
+	cap     int
 
 	mu   sync.Mutex
 	keys map[string]*loginFailures
@@ -49,11 +53,12 @@ type loginFailures struct {
 }
 
 func newLoginLimiter() *loginLimiter {
-	return &loginLimiter{max: loginMaxFailures, window: loginWindow, cap: loginMaxKeys, keys: map[string]*loginFailures{}}
+	return &loginLimiter{max: loginMaxFailures, addrMax: loginMaxAddrFailures, window: loginWindow,
+		cap: loginMaxKeys, keys: map[string]*loginFailures{}}
 }
 
-// loginKeys returns the limiter keys of an attempt: the username's
-// first, then the address's.
+// loginKeys returns the limiter keys of an attempt: the (address,
+// username) pair's first, then the address's.
 func loginKeys(username string, r *http.Request) []string {
 	name := strings.ToLower(strings.TrimSpace(username))
 	if len(name) > loginMaxKeyLen {
@@ -63,7 +68,15 @@ func loginKeys(username string, r *http.Request) []string {
 	if host, _, err := net.SplitHostPort(addr); err == nil {
 		addr = host
 	}
-	return []string{"user:" + name, "addr:" + addr}
+	return []string{"pair:" + addr + " " + name, "addr:" + addr}
+}
+
+// limit is how many failures key may have in the window.
+func (l *loginLimiter) limit(key string) int {
+	if strings.HasPrefix(key, "addr:") {
+		return l.addrMax
+	}
+	return l.max
 }
 
 // begin starts an attempt. If any key has used up its failures it
@@ -76,13 +89,13 @@ func (l *loginLimiter) begin(now time.Time, keys ...string) (time.Duration, bool
 	defer l.mu.Unlock()
 	var wait time.Duration
 	for _, k := range keys {
-		f := l.keys[k]
-		if f == nil || len(f.times) < l.max {
+		f, max := l.keys[k], l.limit(k)
+		if f == nil || len(f.times) < max {
 			continue
 		}
 		// The key is free again when its max-th latest failure leaves
 		// the window.
-		if d := f.times[len(f.times)-l.max].Add(l.window).Sub(now); d > wait {
+		if d := f.times[len(f.times)-max].Add(l.window).Sub(now); d > wait {
 			wait = d
 		}
 	}
@@ -99,15 +112,15 @@ func (l *loginLimiter) begin(now time.Time, keys ...string) (time.Duration, bool
 			l.keys[k] = f
 		}
 		f.times = append(f.times, now)
-		if len(f.times) > l.max {
-			f.times = append(f.times[:0], f.times[len(f.times)-l.max:]...)
+		if max := l.limit(k); len(f.times) > max {
+			f.times = append(f.times[:0], f.times[len(f.times)-max:]...)
 		}
 	}
 	return 0, true
 }
 
 // end takes back the failure begin counted at now for each key: after a
-// correct password (the username's whole count is dropped too) or an
+// correct password (the pair's whole count is dropped too) or an
 // internal error. An attacker's own account cannot reset the address
 // count this way: only the one attempt is taken back.
 func (l *loginLimiter) end(now time.Time, success bool, keys ...string) {
@@ -119,7 +132,7 @@ func (l *loginLimiter) end(now time.Time, success bool, keys ...string) {
 			continue
 		}
 		if success && i == 0 {
-			delete(l.keys, k) // the username key
+			delete(l.keys, k) // the pair key
 			continue
 		}
 		for j := len(f.times) - 1; j >= 0; j-- {
@@ -155,13 +168,13 @@ func (l *loginLimiter) evict(now time.Time) {
 	}
 }
 
-// tooManyLogins is the message for a blocked attempt: the wait in whole
-// minutes, rounded up.
-func tooManyLogins(wait time.Duration) string {
+// tooManyAttempts is the message for a blocked attempt ("login",
+// "password"): the wait in whole minutes, rounded up.
+func tooManyAttempts(what string, wait time.Duration) string {
 	n := max(1, int((wait+time.Minute-1)/time.Minute))
 	unit := "minutes"
 	if n == 1 {
 		unit = "minute"
 	}
-	return fmt.Sprintf("Too many failed login attempts; try again in %d %s.", n, unit)
+	return fmt.Sprintf("Too many failed %s attempts; try again in %d %s.", what, n, unit)
 }

@@ -18,7 +18,8 @@ func TestLoginLimiter(t *testing.T) {
 		outcome string // "fail", "ok" (right password), "internal"; "" expects a refusal
 		wait    time.Duration
 	}
-	alice1 := []string{"user:alice", "addr:10.0.0.1"}
+	pair := func(addr, name string) []string { return []string{"pair:" + addr + " " + name, "addr:" + addr} }
+	alice1 := pair("10.0.0.1", "alice")
 	fails := func(keys []string, n int, from time.Duration) []step {
 		var s []step
 		for i := range n {
@@ -26,15 +27,25 @@ func TestLoginLimiter(t *testing.T) {
 		}
 		return s
 	}
+	// twenty usernames tried once each from one address
+	spray := func(addr string, n int) []step {
+		var s []step
+		for i := range n {
+			s = append(s, step{at: time.Duration(i) * time.Second, keys: pair(addr, fmt.Sprintf("u%d", i)), outcome: "fail"})
+		}
+		return s
+	}
 	tests := []struct {
 		name  string
 		steps []step
 	}{
-		{"five failures block the username from any address", append(fails(alice1, 5, 0),
-			step{at: 10 * time.Second, keys: []string{"user:alice", "addr:10.0.0.2"}, wait: 5*time.Minute - 10*time.Second})},
-		{"five failures block the address for any username", append(
-			append(fails([]string{"user:a", "addr:10.0.0.1"}, 3, 0), fails([]string{"user:b", "addr:10.0.0.1"}, 2, 3*time.Second)...),
-			step{at: time.Minute, keys: []string{"user:c", "addr:10.0.0.1"}, wait: 4 * time.Minute})},
+		{"five failures block the pair", append(fails(alice1, 5, 0),
+			step{at: 10 * time.Second, keys: alice1, wait: 5*time.Minute - 10*time.Second})},
+		{"a stranger cannot lock the account out", append(fails(pair("198.51.100.9", "alice"), 5, 0),
+			step{at: 10 * time.Second, keys: pair("198.51.100.9", "alice"), wait: 5*time.Minute - 10*time.Second},
+			step{at: 11 * time.Second, keys: alice1, outcome: "ok"})},
+		{"twenty failures block the address for any username", append(spray("10.0.0.1", 20),
+			step{at: time.Minute, keys: pair("10.0.0.1", "carol"), wait: 4 * time.Minute})},
 		{"four failures do not", append(fails(alice1, 4, 0),
 			step{at: 10 * time.Second, keys: alice1, outcome: "fail"})},
 		{"the block lifts when the oldest failure leaves the window", append(fails(alice1, 5, 0),
@@ -46,11 +57,10 @@ func TestLoginLimiter(t *testing.T) {
 			step{at: time.Minute, keys: alice1, wait: 4 * time.Minute},
 			step{at: 2 * time.Minute, keys: alice1, wait: 3 * time.Minute},
 			step{at: 5 * time.Minute, keys: alice1, outcome: "ok"})},
-		{"a right password clears the username but not the address", append(fails(alice1, 4, 0),
-			step{at: 10 * time.Second, keys: alice1, outcome: "ok"},
-			step{at: 11 * time.Second, keys: []string{"user:alice", "addr:10.0.0.2"}, outcome: "fail"},
-			step{at: 12 * time.Second, keys: []string{"user:bob", "addr:10.0.0.1"}, outcome: "fail"},
-			step{at: 13 * time.Second, keys: []string{"user:carol", "addr:10.0.0.1"}, wait: 5*time.Minute - 13*time.Second})},
+		{"a right password clears the pair but not the address", append(append(spray("10.0.0.1", 19),
+			step{at: 30 * time.Second, keys: alice1, outcome: "ok"}),
+			step{at: 31 * time.Second, keys: pair("10.0.0.1", "bob"), outcome: "fail"},
+			step{at: 32 * time.Second, keys: pair("10.0.0.1", "carol"), wait: 5*time.Minute - 32*time.Second})},
 		{"successful logins do not count", append(
 			[]step{{at: 0, keys: alice1, outcome: "ok"}, {at: 1, keys: alice1, outcome: "ok"}, {at: 2, keys: alice1, outcome: "ok"},
 				{at: 3, keys: alice1, outcome: "ok"}, {at: 4, keys: alice1, outcome: "ok"}, {at: 5, keys: alice1, outcome: "internal"}},
@@ -108,8 +118,8 @@ func TestLoginKeys(t *testing.T) {
 		name, username, remote string
 		want                   []string
 	}{
-		{"ipv4", "Alice ", "192.0.2.7:5555", []string{"user:alice", "addr:192.0.2.7"}},
-		{"ipv6", "bob", "[2001:db8::1]:443", []string{"user:bob", "addr:2001:db8::1"}},
+		{"ipv4", "Alice ", "192.0.2.7:5555", []string{"pair:192.0.2.7 alice", "addr:192.0.2.7"}},
+		{"ipv6", "bob", "[2001:db8::1]:443", []string{"pair:2001:db8::1 bob", "addr:2001:db8::1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,7 +131,7 @@ func TestLoginKeys(t *testing.T) {
 		})
 	}
 	r := httptest.NewRequest("POST", "/login", nil)
-	if k := loginKeys(string(make([]byte, 10000)), r)[0]; len(k) > loginMaxKeyLen+len("user:") {
+	if k := loginKeys(string(make([]byte, 10000)), r)[0]; len(k) > loginMaxKeyLen+len("pair:192.0.2.1 ") {
 		t.Errorf("username key is %d bytes long", len(k))
 	}
 }
@@ -138,8 +148,8 @@ func TestTooManyLoginsMessage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tooManyLogins(tt.wait); got != "Too many failed login attempts; "+tt.want {
-				t.Errorf("tooManyLogins(%v) = %q", tt.wait, got)
+			if got := tooManyAttempts("login", tt.wait); got != "Too many failed login attempts; "+tt.want {
+				t.Errorf("tooManyAttempts(%v) = %q", tt.wait, got)
 			}
 		})
 	}
@@ -152,9 +162,9 @@ func TestLoginLimiterBurst(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	var wg sync.WaitGroup
 	var allowed atomic.Int32
-	for i := range 50 {
+	for range 50 {
 		wg.Go(func() {
-			if _, ok := l.begin(now, "user:alice", fmt.Sprintf("addr:10.0.0.%d", i)); ok {
+			if _, ok := l.begin(now, "pair:10.0.0.1 alice", "addr:10.0.0.1"); ok {
 				allowed.Add(1)
 			}
 		})

@@ -221,7 +221,7 @@ func (u *ui) handleCancel(w http.ResponseWriter, r *http.Request) {
 	}
 	u.setFlash(w, fmt.Sprintf("Build #%d was cancelled.", job.ID))
 	if next := r.PostForm.Get("next"); next != "" {
-		redirect(w, r, safeNext(next))
+		redirect(w, r, next)
 		return
 	}
 	redirect(w, r, jobPath(owner.Username, job.ID))

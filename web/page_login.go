@@ -37,7 +37,7 @@ func (u *ui) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if wait, ok := u.logins.begin(now, keys...); !ok {
 		u.srv.Log.Debug("web login refused: too many failures", "user", name, "remote", r.RemoteAddr)
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-		p := loginPage{page: u.newPage(w, r, "Log in"), Username: name, Next: next, Error: tooManyLogins(wait)}
+		p := loginPage{page: u.newPage(w, r, "Log in"), Username: name, Next: next, Error: tooManyAttempts("login", wait)}
 		u.render(w, r, http.StatusTooManyRequests, "login", p)
 		return
 	}

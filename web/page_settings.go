@@ -1,9 +1,11 @@
 package web
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"builds/app"
 )
@@ -68,7 +70,18 @@ func (u *ui) handlePasswordChange(w http.ResponseWriter, r *http.Request) {
 		u.settingsError(w, r, app.Errorf(app.EINVALID, "the new passwords do not match"), settingsPage{})
 		return
 	}
-	if err := u.svc.ChangePassword(r.Context(), f.Get("current"), f.Get("new"), sessionToken(r)); err != nil {
+	// the current password is a password guess: limited like logins
+	keys, now := loginKeys(app.UserFromContext(r.Context()).Username, r), u.svc.Now()
+	if wait, ok := u.logins.begin(now, keys...); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		u.renderSettings(w, r, http.StatusTooManyRequests, settingsPage{Error: tooManyAttempts("password", wait)})
+		return
+	}
+	err := u.svc.ChangePassword(r.Context(), f.Get("current"), f.Get("new"), sessionToken(r))
+	if !errors.Is(err, app.ErrWrongPassword) {
+		u.logins.end(now, err == nil, keys...) // only wrong guesses count
+	}
+	if err != nil {
 		u.settingsError(w, r, err, settingsPage{})
 		return
 	}

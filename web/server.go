@@ -123,12 +123,13 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.registerAPIRoutes(mux)
 	s.registerUIRoutes(mux)
-	return s.authenticate(s.authenticateSession(s.logRequests(mux)))
+	return s.authenticateSession(s.authenticate(s.logRequests(mux)))
 }
 
 // authenticate resolves "Authorization: Bearer <token>" to an identity in
-// the request context. A bad token is rejected at once with a JSON error
-// (what GraphQL clients expect); no header means anonymous.
+// the request context, replacing a session's. A bad token is rejected at
+// once with a JSON error (what GraphQL clients expect); no header leaves
+// the session's identity, or none.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := r.Header.Get("Authorization")

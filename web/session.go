@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -15,17 +16,23 @@ import (
 
 const sessionCookie = "builds_session"
 
+// sessionKey carries the request's session identity, whatever else
+// authenticated it, for the UI (sessionOnly).
+type sessionKey struct{}
+
 // authenticateSession resolves the session cookie into an app.Auth of
-// kind AuthSession when the request carries no Bearer token (authenticate
-// runs first and wins). Cookie-authenticated requests that change state
-// must come from this site: cross-origin POSTs are refused here, which
-// also covers the API's endpoints when they are reached with a cookie.
+// kind AuthSession. It becomes the request's identity unless a Bearer
+// token is sent too (authenticate runs next and wins for the API); the
+// UI uses the session alone (ui.secure). Cookie-authenticated requests
+// that change state must come from this site: cross-origin POSTs get no
+// session here, which also covers the API's endpoints when they are
+// reached with a cookie.
 func (s *Server) authenticateSession(next http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	cop.AddTrustedOrigin(s.config().Builds.Origin) // a bad origin only means Host is compared instead
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := r.Cookie(sessionCookie)
-		if err != nil || app.AuthFromContext(r.Context()) != nil || r.Header.Get("Authorization") != "" {
+		if err != nil {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -46,8 +53,21 @@ func (s *Server) authenticateSession(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(app.NewContextWithAuth(r.Context(), auth)))
+		ctx := context.WithValue(r.Context(), sessionKey{}, auth)
+		next.ServeHTTP(w, r.WithContext(app.NewContextWithAuth(ctx, auth)))
 	})
+}
+
+// sessionOnly makes the request's identity its session's, dropping any
+// token: the web UI (account settings, pages, downloads) acts on a
+// logged-in browser only, so a token is worth its grants on the API and
+// nothing on the UI.
+func sessionOnly(r *http.Request) *http.Request {
+	sess, _ := r.Context().Value(sessionKey{}).(*app.Auth)
+	if a := app.AuthFromContext(r.Context()); a == sess {
+		return r
+	}
+	return r.WithContext(app.NewContextWithAuth(r.Context(), sess))
 }
 
 // config returns the server's configuration (the Service's if unset).

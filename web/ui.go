@@ -165,11 +165,14 @@ func (u *ui) handleRoot(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// secure adds the headers every UI response carries. The policy allows
-// only this origin's scripts and styles: no inline code, so injected
-// markup cannot run.
+// secure wraps every UI route. The request acts as its session alone
+// (sessionOnly): a Bearer token counts for nothing here. It adds the
+// headers every UI response carries; the policy allows only this
+// origin's scripts and styles: no inline code, so injected markup cannot
+// run.
 func (u *ui) secure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = sessionOnly(r)
 		h := w.Header()
 		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "+
 			"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")

@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -101,9 +102,10 @@ func (u *ui) fail(w http.ResponseWriter, r *http.Request, err error) {
 	u.renderError(w, r, status, msg)
 }
 
-// redirect answers a form post with 303 See Other.
+// redirect answers a form post with 303 See Other, to a same-site path
+// only (safeNext), whatever the caller passes.
 func redirect(w http.ResponseWriter, r *http.Request, to string) {
-	http.Redirect(w, r, to, http.StatusSeeOther)
+	http.Redirect(w, r, safeNext(to), http.StatusSeeOther)
 }
 
 const flashCookie = "builds_flash"
@@ -134,15 +136,40 @@ func (u *ui) secureCookies() bool { return u.srv.secureCookies() }
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }
 
-// safeNext returns a same-site path to go to after login, "/" otherwise.
+// maxNextLen bounds a "next" path; real ones are short.
+const maxNextLen = 2048
+
+// safeNext returns next as a clean same-site path (with its query and
+// fragment), or "/" when it is anything else. It judges the path as it
+// will be sent: dot segments resolved (http.Redirect cleans them, and
+// "/x/../\host" would become "/\host"), and as browsers read it: a
+// backslash counts as a slash, so any backslash, encoded or not, and any
+// encoded slash or control character is refused outright.
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	if next == "" || len(next) > maxNextLen || next[0] != '/' ||
+		strings.ContainsFunc(next, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f }) {
 		return "/"
 	}
-	if u, err := url.Parse(next); err != nil || u.Host != "" || u.Scheme != "" {
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
 		return "/"
 	}
-	return next
+	raw := strings.ToLower(u.EscapedPath())
+	if strings.Contains(raw, "%5c") || strings.Contains(raw, "%2f") || strings.ContainsAny(u.Path, "\\") {
+		return "/"
+	}
+	clean := path.Clean(u.Path)
+	if strings.HasSuffix(u.Path, "/") && clean != "/" {
+		clean += "/"
+	}
+	if !strings.HasPrefix(clean, "/") || strings.HasPrefix(clean, "//") {
+		return "/"
+	}
+	out := (&url.URL{Path: clean, RawQuery: u.RawQuery, Fragment: u.Fragment}).String()
+	if !strings.HasPrefix(out, "/") || strings.HasPrefix(out, "//") || len(out) > maxNextLen {
+		return "/"
+	}
+	return out
 }
 
 // funcs are the template helpers.
