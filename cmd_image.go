@@ -184,7 +184,7 @@ func imageCheck(ctx context.Context, cfg *app.Config, img *images.Image, stdout,
 	if warn != "" {
 		fmt.Fprintf(stderr, "warning: %s\n", warn)
 	}
-	if err := os.MkdirAll(cfg.Runner.WorkDir, 0o755); err != nil {
+	if err := os.MkdirAll(cfg.Runner.WorkDir, 0o700); err != nil {
 		return fmt.Errorf("create work dir: %w", err)
 	}
 	work, err := os.MkdirTemp(cfg.Runner.WorkDir, "check-")

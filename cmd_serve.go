@@ -86,8 +86,8 @@ func (m *Main) open(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := os.MkdirAll(m.Config.Builds.DataDir, 0o750); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	if err := privateDir(m.Config.Builds.DataDir); err != nil {
+		return fmt.Errorf("data dir: %w", err)
 	}
 	db, err := store.Open(ctx, filepath.Join(m.Config.Builds.DataDir, "builds.db"))
 	if err != nil {
@@ -105,6 +105,38 @@ func (m *Main) open(ctx context.Context) error {
 	}
 	svc.Log = m.Log
 	m.Service = svc
+	return nil
+}
+
+// privateDir creates dir (0700) or, for an existing install, takes group
+// and others' access from it and from what lies directly in it: the data
+// dir holds password hashes, private manifests, logs and keys. With the
+// directory itself 0700 nothing deeper is reachable by other users;
+// builds creates its own files 0600 and directories 0700.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil || fi.Mode()&fs.ModeSymlink != 0 || fi.Mode().Perm()&0o077 == 0 {
+			continue
+		}
+		mode := fs.FileMode(0o600)
+		if fi.IsDir() {
+			mode = 0o700
+		}
+		if err := os.Chmod(filepath.Join(dir, e.Name()), fi.Mode().Perm()&mode); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -281,3 +281,57 @@ func TestServe(t *testing.T) {
 		t.Fatal("credentials printed on second start")
 	}
 }
+
+// TestDataDirPrivate: an install from before (data dir 0755, builds.db and
+// its WAL 0644) is made private at start-up, and what builds writes is
+// the server user's alone.
+func TestDataDirPrivate(t *testing.T) {
+	cfg := testConfig(t, "")
+	data := filepath.Join(filepath.Dir(cfg), "data")
+	if _, _, err := run(t, cfg, "", "user", "add", "alice", "--email", "a@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	// what an older version left behind
+	os.Chmod(data, 0o755)
+	for _, f := range []string{"builds.db", "builds.db-wal", "secret.key"} {
+		os.Chmod(filepath.Join(data, f), 0o644)
+	}
+	os.MkdirAll(filepath.Join(data, "logs", "1"), 0o755)
+	os.WriteFile(filepath.Join(data, "logs", "1", "log"), []byte("private\n"), 0o644)
+	if _, _, err := run(t, cfg, "", "user", "list"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]os.FileMode{"": 0o700, "builds.db": 0o600, "secret.key": 0o600, "logs": 0o700}
+	for name, mode := range want {
+		fi, err := os.Stat(filepath.Join(data, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != mode {
+			t.Errorf("%s: mode %o, want %o", filepath.Join("data", name), fi.Mode().Perm(), mode)
+		}
+	}
+	filepath.WalkDir(data, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, _ := d.Info()
+		if strings.HasSuffix(p, "-wal") || strings.HasSuffix(p, "-shm") {
+			if fi.Mode().Perm()&0o077 != 0 {
+				t.Errorf("%s: mode %o", p, fi.Mode().Perm())
+			}
+		}
+		return nil
+	})
+	// a fresh data dir is private from the start
+	fresh := testConfig(t, "")
+	if _, _, err := run(t, fresh, "", "user", "list"); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(filepath.Dir(fresh), "data")
+	for _, name := range []string{"", "builds.db", "secret.key"} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("fresh %s: %v %v", name, fi.Mode(), err)
+		}
+	}
+}

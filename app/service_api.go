@@ -231,10 +231,10 @@ func (s *Service) StoreArtifact(ctx context.Context, jobID int64, guestPath stri
 // writeLimited writes r to a new file at dst, refusing more than limit
 // bytes (0 = no limit).
 func writeLimited(dst string, r io.Reader, limit int64) (int64, error) {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return 0, fmt.Errorf("create artifact dir: %w", err)
 	}
-	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("create artifact: %w", err)
 	}

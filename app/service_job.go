@@ -40,12 +40,25 @@ func (s *Service) CheckManifest(text string) (*Manifest, error) {
 	return m, nil
 }
 
+// Tag limits: a job's tags are a path ("proj/commits/main/.build.yml"),
+// shown as breadcrumbs on every page that lists the job.
+const (
+	MaxTags      = 16
+	MaxTagLength = 128
+)
+
 // normalizeTags drops empty tags (hut sends [""]) and validates the rest.
 func normalizeTags(tags []string) (string, error) {
 	var out []string
 	for _, t := range tags {
 		if t == "" {
 			continue
+		}
+		if len(out) == MaxTags {
+			return "", Errorf(EINVALID, "Too many tags: %d given, at most %d are accepted", len(tags), MaxTags)
+		}
+		if len(t) > MaxTagLength {
+			return "", Errorf(EINVALID, "Tag %.40q... is too long: %d characters, at most %d are accepted", t, len(t), MaxTagLength)
 		}
 		if !tagRE.MatchString(t) {
 			return "", Errorf(EINVALID, "Invalid tag name %q, tags must use alphanumeric characters, underscores, dashes, or dots", t)

@@ -114,11 +114,11 @@ func (s *Service) LogPath(jobID int64, task string) string {
 // AppendSetupLog appends text to a job's setup log file and wakes readers.
 func (s *Service) AppendSetupLog(jobID int64, text string) {
 	p := s.LogPath(jobID, "")
-	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		s.Log.Error("append setup log", "job_id", jobID, "err", err)
 		return
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		s.Log.Error("append setup log", "job_id", jobID, "err", err)
 		return

@@ -165,10 +165,10 @@ type logFile struct {
 // openLog creates (or appends to) a log file and marks it live.
 func openLog(svc *app.Service, jobID int64, task string, mask *masker) (*logFile, error) {
 	path := svc.LogPath(jobID, task)
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}

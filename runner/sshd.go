@@ -261,13 +261,11 @@ func (s *SSHServer) command(ctx context.Context, ss *sshSession, line string) in
 		fmt.Fprintf(out, "No such job found.\n")
 		return 1
 	}
+	// Someone else's job answers as a missing one does: the reply must
+	// not tell a stranger which job ids exist.
 	job, err := s.svc.Job(app.SystemContext(ctx), id)
-	if err != nil {
+	if err != nil || job.OwnerID != ss.user.ID {
 		fmt.Fprintf(out, "No such job found.\n")
-		return 1
-	}
-	if job.OwnerID != ss.user.ID {
-		fmt.Fprintf(out, "You are not permitted to connect to this job.\n")
 		return 1
 	}
 	owner, err := s.svc.User(ctx, job.OwnerID)
@@ -414,7 +412,7 @@ func loadHostKey(path string) (ssh.Signer, error) {
 			return nil, fmt.Errorf("encode ssh host key: %w", merr)
 		}
 		b = pem.EncodeToMemory(block)
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("write ssh host key: %w", err)
 		}
 		if err := os.WriteFile(path, b, 0o600); err != nil {

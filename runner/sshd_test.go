@@ -125,8 +125,9 @@ func TestSSHAuth(t *testing.T) {
 		out    string
 		status int
 	}{
-		{name: "NotOwner", key: bobKey, cmd: "connect " + itoa(id), out: "You are not permitted to connect to this job.\n", status: 1},
-		{name: "NotOwnerTail", key: bobKey, cmd: "tail " + itoa(id), out: "You are not permitted to connect to this job.\n", status: 1},
+		// someone else's job answers exactly as a missing one
+		{name: "NotOwner", key: bobKey, cmd: "connect " + itoa(id), out: "No such job found.\n", status: 1},
+		{name: "NotOwnerTail", key: bobKey, cmd: "tail " + itoa(id), out: "No such job found.\n", status: 1},
 		{name: "NoSuchJob", key: h.alice, cmd: "connect 999", out: "No such job found.\n", status: 1},
 		{name: "BadID", key: h.alice, cmd: "connect abc", out: "No such job found.\n", status: 1},
 		{name: "Usage", key: h.alice, cmd: "ls -l", out: "Usage: ssh -t builds@runner.test connect <job ID>\n       ssh builds@runner.test tail <job ID>\n", status: 1},

@@ -175,10 +175,10 @@ func (r *jobRun) uploadArtifact(guest, rel string) error {
 	name := path.Base(guest)
 	a := &app.Artifact{JobID: r.job.ID, Name: name, Path: guest, File: path.Join(rel, name)}
 	dst := r.svc.ArtifactPath(a)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return fmt.Errorf("store artifact: %w", err)
 	}
-	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("store artifact: %w", err)
 	}

@@ -228,6 +228,14 @@ func TestArtifacts(t *testing.T) {
 				if !strings.HasPrefix(a.File, fmt.Sprintf("%d/", job.ID)) || len(strings.Split(a.File, "/")) != 3 {
 					t.Errorf("artifact file %q, want <job>/<random>/<name>", a.File)
 				}
+				if fi, err := os.Stat(h.svc.ArtifactPath(a)); err != nil || fi.Mode().Perm() != 0o600 {
+					t.Errorf("artifact %s: mode %v (%v), want private", a.Name, fi.Mode(), err)
+				}
+			}
+			for _, p := range []string{h.svc.LogPath(job.ID, ""), h.svc.LogPath(job.ID, "make")} {
+				if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+					t.Errorf("log %s: mode %v (%v), want private", p, fi.Mode(), err)
+				}
 			}
 		})
 	}

@@ -47,8 +47,11 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(abs), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("open database: create directory: %w", err)
+	}
+	if err := privateFiles(abs, abs+"-wal", abs+"-shm"); err != nil {
+		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}
 	sdb, err := sql.Open("sqlite", dsn(abs))
 	if err != nil {
@@ -67,6 +70,25 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}
 	return db, nil
+}
+
+// privateFiles makes the database file and its WAL companions readable
+// by the server's user alone (password hashes, private manifests): it
+// creates the database file 0600 if it is missing, so SQLite, which gives
+// the WAL and shared-memory files the database file's mode, makes those
+// private too, and it tightens files an older version left 0644.
+func privateFiles(db string, companions ...string) error {
+	f, err := os.OpenFile(db, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range append([]string{db}, companions...) {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // dsn builds the modernc.org/sqlite data source name for an absolute path.

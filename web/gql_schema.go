@@ -71,6 +71,7 @@ func newSchema(s *Server) (graphql.Schema, error) {
 		return schema, err
 	}
 	orderArgs(schema)
+	meterResolvers(schema)
 	return schema, nil
 }
 

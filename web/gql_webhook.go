@@ -126,6 +126,9 @@ func (s *Server) validateWebhookQuery(query string) error {
 		}
 		return invalid("%s", strings.Join(msgs, "; "))
 	}
+	if err := checkCost(schema, doc); err != nil {
+		return invalid("%v", err)
+	}
 	return nil
 }
 

@@ -20,7 +20,8 @@ import (
 )
 
 // Limits that keep one request from tying up the server. The request body
-// as a whole is limited by [limits] gqlUpload-size.
+// as a whole is limited by [limits] upload-size; what a query may cost
+// and return is in gql_cost.go.
 const (
 	maxQueryBytes = 64 << 10 // query text
 	maxDepth      = 15       // nested selection sets
@@ -285,7 +286,7 @@ func (s *Server) executeGraphQL(ctx context.Context, req *gqlRequest, opt execOp
 		return nil, &requestError{status: http.StatusMethodNotAllowed, code: "BAD_REQUEST",
 			msg: "mutations must be sent with POST"}
 	}
-	ctx = withGQLCache(ctx)
+	ctx = withResponseBudget(withGQLCache(ctx))
 	res := graphql.Execute(graphql.ExecuteParams{
 		Schema:        *schema,
 		AST:           doc,
@@ -322,6 +323,9 @@ func (s *Server) validDocument(ctx context.Context, schema *graphql.Schema, quer
 			errs[i] = e
 		}
 		return nil, &gqlResponse{Errors: s.formatErrors(ctx, errs, "GRAPHQL_VALIDATION_FAILED")}
+	}
+	if err := checkCost(schema, doc); err != nil {
+		return nil, &gqlResponse{Errors: []gqlErrorJSON{{Message: err.Error(), Extensions: map[string]string{"code": "QUERY_TOO_COMPLEX"}}}}
 	}
 	s.api.cacheDoc(query, doc)
 	return doc, nil

@@ -197,14 +197,19 @@ func readTail(path string, n int64) (string, error) {
 		return "", fmt.Errorf("stat log: %w", err)
 	}
 	off := max(0, fi.Size()-n)
-	buf := make([]byte, fi.Size()-off)
-	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read log: %w", err)
-	}
 	if off > 0 {
-		for i := 0; i < utf8.UTFMax && len(buf) > 0 && !utf8.RuneStart(buf[0]); i++ {
-			buf = buf[1:]
+		// start at a rune: skip up to UTFMax-1 continuation bytes
+		var head [utf8.UTFMax]byte
+		k, _ := f.ReadAt(head[:], off)
+		for i := 0; i < k && i < utf8.UTFMax-1 && !utf8.RuneStart(head[i]); i++ {
+			off++
 		}
 	}
-	return string(buf), nil
+	// a Builder's buffer becomes the string without a second copy
+	var b strings.Builder
+	b.Grow(int(fi.Size() - off))
+	if _, err := io.Copy(&b, io.NewSectionReader(f, off, fi.Size()-off)); err != nil {
+		return "", fmt.Errorf("read log: %w", err)
+	}
+	return b.String(), nil
 }

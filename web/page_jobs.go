@@ -37,6 +37,12 @@ type jobsPage struct {
 // joined by "/".
 var tagPathRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
 
+// validTagPath reports whether t can name jobs' tags: no longer than the
+// longest tags a job may have.
+func validTagPath(t string) bool {
+	return len(t) <= app.MaxTags*(app.MaxTagLength+1) && tagPathRE.MatchString(t)
+}
+
 // handleIndex shows the viewer's own jobs, or an introduction.
 func (u *ui) handleIndex(w http.ResponseWriter, r *http.Request) {
 	user := app.UserFromContext(r.Context())
@@ -66,15 +72,15 @@ func (u *ui) handleUser(w http.ResponseWriter, r *http.Request) {
 // /~user/<tags>/rss.xml feeds.
 func (u *ui) handleTag(w http.ResponseWriter, r *http.Request) {
 	name, tags := r.PathValue("user"), strings.TrimSuffix(r.PathValue("tags"), "/")
-	if t, ok := strings.CutSuffix(tags, ".svg"); ok && tagPathRE.MatchString(t) {
+	if t, ok := strings.CutSuffix(tags, ".svg"); ok && validTagPath(t) {
 		u.serveBadge(w, r, name, t)
 		return
 	}
-	if t, ok := strings.CutSuffix(tags, "/rss.xml"); ok && tagPathRE.MatchString(t) {
+	if t, ok := strings.CutSuffix(tags, "/rss.xml"); ok && validTagPath(t) {
 		u.serveRSS(w, r, name, t)
 		return
 	}
-	if tags != "" && !tagPathRE.MatchString(tags) {
+	if tags != "" && !validTagPath(tags) {
 		u.renderError(w, r, http.StatusNotFound, "")
 		return
 	}

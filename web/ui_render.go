@@ -318,11 +318,27 @@ func tagCrumbs(owner, tags string) []crumb {
 	if tags == "" {
 		return nil
 	}
-	var out []crumb
-	path := "/~" + owner
-	for _, t := range strings.Split(tags, "/") {
-		path += "/" + url.PathEscape(t)
-		out = append(out, crumb{Name: t, URL: path})
+	// Each crumb links to its prefix, so the markup grows with the square
+	// of the tag count: show at most app.MaxTags (jobs stored before the
+	// limit may have more) and no tag longer than app.MaxTagLength.
+	parts := strings.SplitN(tags, "/", app.MaxTags+1)
+	more := len(parts) > app.MaxTags
+	if more {
+		parts = parts[:app.MaxTags]
+	}
+	out := make([]crumb, 0, len(parts)+1)
+	var path strings.Builder
+	path.WriteString("/~" + owner)
+	for _, t := range parts {
+		if len(t) > app.MaxTagLength {
+			out = append(out, crumb{Name: t[:app.MaxTagLength] + "…"})
+			return out
+		}
+		path.WriteString("/" + url.PathEscape(t))
+		out = append(out, crumb{Name: t, URL: path.String()})
+	}
+	if more {
+		out = append(out, crumb{Name: "…"})
 	}
 	return out
 }
