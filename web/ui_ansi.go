@@ -56,14 +56,20 @@ func (s *ansiState) classes() string {
 }
 
 // renderLine writes one log line (without its newline) as HTML. A
-// carriage return starts the line over, as on a terminal: only the text
-// after the last one is shown, but colour changes before it still count.
+// carriage return starts the line over, as on a terminal, so a progress
+// line ("10%\r50%\r100%") shows its last state: the last segment with
+// something in it (a trailing "\r" does not blank the line); colour
+// changes before it still count.
 func (s *ansiState) renderLine(b *strings.Builder, line string) {
 	segs := strings.Split(line, "\r")
-	for _, seg := range segs[:len(segs)-1] {
+	last := len(segs) - 1
+	for last > 0 && segs[last] == "" {
+		last--
+	}
+	for _, seg := range segs[:last] {
 		s.scan(nil, seg)
 	}
-	s.scan(b, segs[len(segs)-1])
+	s.scan(b, segs[last])
 }
 
 // scan parses text, writing HTML to b (nil: only track the state). Runs

@@ -59,6 +59,7 @@ func TestANSI(t *testing.T) {
 		{"other CSI dropped", "\x1b[2K\x1b[1Gdone", "done"},
 		{"OSC hyperlink dropped", "\x1b]8;;http://x\x1b\\link\x1b]8;;\x07", "link"},
 		{"carriage return", "10%\r50%\r100%", "100%"},
+		{"trailing carriage return", "Updating files:  30% (1388/4581)\rUpdating files: 100% (4581/4581)\r", "Updating files: 100% (4581/4581)"},
 		{"colour before CR kept", "\x1b[33m10%\r100%", `<span class="f3">100%</span>`},
 		{"control chars", "a\x00b\x07c\td", "abc\td"},
 		{"escape in text cannot open a tag", "\x1b[31m<script>", `<span class="f1">&lt;script&gt;</span>`},

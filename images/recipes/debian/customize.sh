@@ -109,10 +109,11 @@ Defaults:build !requiretty
 EOF
 install -d -m 0700 "$R/home/build/.ssh"
 install -m 0600 "$PUB" "$R/home/build/.ssh/authorized_keys"
+# the identity builds.sr.ht's images commit with (behaviour.md §3.4)
 put 0644 /home/build/.gitconfig <<'EOF'
 [user]
-	name = builds
-	email = builds@localhost
+	name = builds.sr.ht
+	email = builds@sr.ht
 [init]
 	defaultBranch = master
 EOF
@@ -171,13 +172,19 @@ mask systemd-networkd.service systemd-networkd.socket systemd-networkd-wait-onli
 	systemd-journal-catalog-update.service ldconfig.service systemd-tmpfiles-clean.timer \
 	systemd-ask-password-console.path systemd-ask-password-wall.path \
 	systemd-rfkill.socket apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
-	e2scrub_reap.service fstrim.timer dpkg-db-backup.timer systemd-timesyncd.service \
+	e2scrub_reap.service fstrim.timer dpkg-db-backup.timer \
 	systemd-udev-trigger.service \
 	systemd-udev-load-credentials.service systemd-tpm2-setup-early.service \
 	systemd-tpm2-setup.service systemd-pcrphase.service systemd-pcrphase-sysinit.service \
 	systemd-confext.service systemd-sysext.service systemd-boot-random-seed.service \
 	ssh.socket sshd-keygen.service \
 	tmp.mount run-lock.mount systemd-tmpfiles-setup-dev-early.service systemd-update-done.service
+# Installed as on builds.sr.ht, but kept out of the boot path: the guest
+# clock comes from the host at boot and a job is short, so timesyncd is
+# disabled (not masked: "sudo systemctl start systemd-timesyncd" works),
+# and dbus starts on the first connection to its socket, not at boot.
+rm -f "$R"/etc/systemd/system/*.wants/systemd-timesyncd.service "$R"/etc/systemd/system/dbus-org.freedesktop.timesync1.service
+rm -f "$R"/etc/systemd/system/*.wants/dbus.service
 mkdir -p "$R/etc/systemd/system-generators"
 for g in cryptsetup debug getty gpt-auto hibernate-resume integritysetup rc-local run \
 	system-update sysv veritysetup ssh tpm2 factory-reset import bless-boot; do
