@@ -266,32 +266,36 @@ func dst(id stack.TransportEndpointID) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4(id.LocalAddress.As4()), id.LocalPort)
 }
 
-// tcpTarget resolves a guest's TCP destination to a host address, or
-// refuses it; DNS over TCP goes to the first resolver.
-func (n *Network) tcpTarget(id stack.TransportEndpointID) (netip.AddrPort, bool) {
+// target resolves a guest's destination to a host address, or refuses
+// it (reporting why). The DNS relay's address is the caller's: isDNS
+// says a connection is for it (unless the network is off).
+func (n *Network) target(proto string, id stack.TransportEndpointID) (t netip.AddrPort, isDNS, ok bool) {
 	d := dst(id)
 	if d.Addr() == app.GuestDNS && d.Port() == 53 && n.cfg.Policy.Mode() != app.GuestNone && len(n.dns) > 0 {
-		return n.dns[0], true
+		return netip.AddrPort{}, true, true
 	}
 	t, err := n.cfg.Policy.Target(d)
 	if err != nil {
 		var r *app.GuestRefusal
 		if errors.As(err, &r) {
-			n.refused("tcp", r)
+			n.refused(proto, r)
 		}
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, false, false
 	}
-	return t, true
+	return t, false, true
 }
 
 // acceptTCP handles a guest's SYN (on its own goroutine): it dials the
 // destination first and completes the handshake only when that worked,
 // so the guest sees "connection refused" where the outside refused.
 func (n *Network) acceptTCP(r *tcp.ForwarderRequest) {
-	target, ok := n.tcpTarget(r.ID())
+	target, isDNS, ok := n.target("tcp", r.ID())
 	if !ok {
 		r.Complete(true)
 		return
+	}
+	if isDNS {
+		target = n.dns[0] // DNS over TCP: the first resolver
 	}
 	if !n.takeFlow() {
 		n.refused("tcp", &app.GuestRefusal{Dst: dst(r.ID()), Reason: fmt.Sprintf("the guest has %d connections open", n.cfg.MaxFlows)})
@@ -344,30 +348,12 @@ func relayTCP(in *gonet.TCPConn, out net.Conn) {
 	<-done
 }
 
-// udpTarget resolves a guest's UDP destination; the DNS relay answers
-// 10.0.2.3:53 itself (zero target).
-func (n *Network) udpTarget(id stack.TransportEndpointID) (netip.AddrPort, bool) {
-	d := dst(id)
-	if d.Addr() == app.GuestDNS && d.Port() == 53 && n.cfg.Policy.Mode() != app.GuestNone && len(n.dns) > 0 {
-		return netip.AddrPort{}, true
-	}
-	t, err := n.cfg.Policy.Target(d)
-	if err != nil {
-		var r *app.GuestRefusal
-		if errors.As(err, &r) {
-			n.refused("udp", r)
-		}
-		return netip.AddrPort{}, false
-	}
-	return t, true
-}
-
 // acceptUDP starts a flow for a new (guest port, destination) pair. It
 // runs on the stack's goroutine, so the dial happens on the flow's own.
 // Returning false makes the stack answer ICMP port unreachable, so a
 // refused guest fails at once instead of waiting for a timeout.
 func (n *Network) acceptUDP(r *udp.ForwarderRequest) bool {
-	target, ok := n.udpTarget(r.ID())
+	target, isDNS, ok := n.target("udp", r.ID())
 	if !ok {
 		return false
 	}
@@ -391,7 +377,7 @@ func (n *Network) acceptUDP(r *udp.ForwarderRequest) bool {
 		defer n.wg.Done()
 		defer n.releaseFlow()
 		defer n.untrack(in)
-		if !target.IsValid() {
+		if isDNS {
 			n.relayDNS(in)
 			return
 		}
