@@ -1,19 +1,32 @@
 // Command builds is a self-hosted, builds.sr.ht-compatible CI appliance:
 // GraphQL API, web UI, SQLite storage and a QEMU job runner in one binary.
+//
+// This file holds Main, the wired application, and the wiring of
+// "builds serve"; cli.go parses command lines; cmd_*.go are the other
+// commands.
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"builds/app"
+	"builds/images"
+	"builds/notify"
+	"builds/runner"
+	"builds/store"
+	"builds/web"
 )
 
 // Build information, set with -ldflags "-X main.version=...".
@@ -21,28 +34,6 @@ var (
 	version = "0.1.0-dev"
 	commit  = ""
 )
-
-const usage = `usage: builds <command> [arguments] [-config FILE]
-
-commands:
-  serve                        run the service (API, web UI, runner)
-  user add NAME --email E [--admin] [--password-stdin]
-  user list
-  user passwd NAME             read a new password from standard input
-  user key add NAME KEY...     add an SSH public key (for 'ssh ... connect')
-  token create NAME [--grants "JOBS:RW LOGS:RO"] [--expires 90d] [--comment C]
-  token list NAME
-  token revoke ID
-  secret add --user U --type ssh|pgp|file [--name N] [--path P --mode 0600] < FILE
-  secret list --user U
-  manifest check FILE...       validate build manifests
-  image build|list|rm|export|import|check ...
-  config dump                  print the effective configuration
-  version
-
-The configuration is read from -config FILE, else $BUILDS_CONFIG, else
-./builds.ini if present, else built-in defaults.
-`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -59,120 +50,252 @@ func main() {
 	}
 }
 
-// errorText shows application errors by their message and others whole.
-func errorText(err error) string {
-	var ae *app.Error
-	if errors.As(err, &ae) {
-		return ae.Message
-	}
-	return err.Error()
+// Main holds the wired application: configuration, storage, service,
+// web server and runner. NewMain sets defaults; the cmd methods fill in
+// the rest.
+type Main struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+
+	ConfigPath string
+	Debug      bool
+	Config     *app.Config
+	Log        *slog.Logger
+	DB         *store.DB
+	Service    *app.Service
+	Web        *web.Server
+	closers    []func() error // run in reverse order by Close
 }
 
-type usageError struct{ msg string }
+// NewMain returns a Main writing to the given streams.
+func NewMain(stdin io.Reader, stdout, stderr io.Writer) *Main {
+	return &Main{Stdin: stdin, Stdout: stdout, Stderr: stderr}
+}
 
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
-
-// Run executes one command line. It is main without the process exit, so
-// tests can call it.
-func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usagef("no command given")
-	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "builds %s%s\n", version, commitSuffix())
-		return nil
-	}
-	m := NewMain(stdin, stdout, stderr)
-	switch cmd {
-	case "serve":
-		return m.cmdServe(ctx, rest)
-	case "user":
-		return m.cmdUser(ctx, rest)
-	case "token":
-		return m.cmdToken(ctx, rest)
-	case "secret":
-		return m.withService(ctx, rest, func(svc *app.Service, args []string) error {
-			return runSecret(app.SystemContext(ctx), svc, args, m.Stdin, m.Stdout, m.Stderr)
-		})
-	case "manifest":
-		return m.cmdManifest(ctx, rest)
-	case "image":
-		fs := m.flagSet("image")
-		pos, err := parseFlags(fs, rest, true)
-		if err != nil {
-			return err
-		}
+// open loads the configuration, opens the database and builds the Service.
+func (m *Main) open(ctx context.Context) error {
+	if m.Config == nil {
 		if err := m.loadConfig(); err != nil {
 			return err
 		}
-		return runImage(ctx, m.Config, pos, m.Stdin, m.Stdout, m.Stderr)
-	case "config":
-		return m.cmdConfig(rest)
 	}
-	return usagef("unknown command %q", cmd)
+	if err := privateDir(m.Config.Builds.DataDir); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	db, err := store.Open(ctx, filepath.Join(m.Config.Builds.DataDir, "builds.db"))
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	m.DB = db
+	m.closers = append(m.closers, db.Close)
+	key, err := loadSecretKey(m.Config)
+	if err != nil {
+		return err
+	}
+	svc, err := app.NewService(db, m.Config, key, m.Log)
+	if err != nil {
+		return err
+	}
+	m.Service = svc
+	return nil
 }
 
-func commitSuffix() string {
-	if commit == "" {
-		return ""
+// Close releases everything opened, in reverse order.
+func (m *Main) Close() error {
+	var errs []error
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		errs = append(errs, m.closers[i]())
 	}
-	return " (" + commit + ")"
+	m.closers = nil
+	return errors.Join(errs...)
 }
 
-// parseFlags parses fs allowing flags after positional arguments
-// ("user add alice --email a@b"). With passUnknown, arguments that look
-// like flags fs does not define are passed through as positional (for
-// subcommands that parse their own flags).
-func parseFlags(fs *flag.FlagSet, args []string, passUnknown bool) ([]string, error) {
-	var pos []string
-	for len(args) > 0 {
-		a := args[0]
-		if a == "--" {
-			pos = append(pos, args[1:]...)
-			break
+// withService parses the common flags, opens the service, runs fn with the
+// remaining arguments and closes everything.
+func (m *Main) withService(ctx context.Context, args []string, fn func(*app.Service, []string) error) error {
+	pos, err := parseFlags(m.flagSet("builds"), args, true)
+	if err != nil {
+		return err
+	}
+	if err := m.open(ctx); err != nil {
+		return err
+	}
+	defer m.Close()
+	return fn(m.Service, pos)
+}
+
+// cmdServe runs the service until ctx is cancelled (SIGINT/SIGTERM).
+func (m *Main) cmdServe(ctx context.Context, args []string) error {
+	pos, err := parseFlags(m.flagSet("serve"), args, false)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("serve takes no arguments")
+	}
+	if err := m.open(ctx); err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := m.bootstrapAdmin(ctx); err != nil {
+		return err
+	}
+	if err := m.startServices(ctx); err != nil {
+		return err
+	}
+	if err := m.Web.Open(); err != nil {
+		return err
+	}
+	m.closers = append(m.closers, m.Web.Close)
+	m.Log.Info("builds is running", "version", version, "url", m.Config.Builds.Origin, "listen", m.Web.URL(), "data_dir", m.Config.Builds.DataDir, "config", configName(m.Config))
+	<-ctx.Done()
+	m.Log.Info("shutting down")
+	return m.Close()
+}
+
+// startServices wires everything behind the web server: notifications
+// (triggers, user webhooks), the runner pool with its QEMU booter, and
+// builds' own SSH server for `connect`. The pool always starts, even with
+// [runner] slots = 0, so jobs a crashed process left running are failed.
+func (m *Main) startServices(ctx context.Context) error {
+	cfg := m.Config
+	m.Web = &web.Server{Addr: cfg.Builds.Listen, Service: m.Service, Config: cfg, Log: m.Log}
+
+	d, err := notify.NewDispatcher(m.Service, cfg, m.Log, m.Web)
+	if err != nil {
+		return fmt.Errorf("notifications: %w", err)
+	}
+	m.Web.WebhookPublicKey = d.PublicKey()
+	d.Start(ctx)
+	m.closers = append(m.closers, d.Close)
+	m.Service.Listen(d)
+
+	catalog := &images.Catalog{Dir: cfg.Images.Dir, Aliases: cfg.Images.Aliases}
+	booter, err := runner.NewQEMUBooter(cfg, catalog, cfg.Runner.Accel)
+	if err != nil {
+		return err
+	}
+	booter.Log = m.Log
+	pool := runner.NewPool(m.Service, cfg, booter, m.Log)
+	m.Service.Listen(pool)
+	if err := pool.Start(ctx); err != nil {
+		return err
+	}
+	m.closers = append(m.closers, pool.Close)
+	if cfg.Runner.Slots > 0 {
+		// Probe the accelerator now, so its verdict (and a TCG fallback
+		// warning) shows at start-up rather than in the first job.
+		go booter.Accel(ctx)
+	}
+
+	if cfg.Runner.SSHListen != "" {
+		sshd := runner.NewSSHServer(m.Service, cfg, pool, m.Log)
+		if err := sshd.Open(); err != nil {
+			return fmt.Errorf("ssh server: %w", err)
 		}
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			pos = append(pos, a)
-			args = args[1:]
+		m.closers = append(m.closers, sshd.Close)
+		m.Log.Info("ssh server listening", "addr", sshd.Addr().String(), "connect", fmt.Sprintf("ssh -t %s@%s connect <job>", cfg.Runner.SSHUser, cfg.RunnerName()))
+	}
+	return nil
+}
+
+func configName(cfg *app.Config) string {
+	if cfg.Path == "" {
+		return "(built-in defaults)"
+	}
+	return cfg.Path
+}
+
+// bootstrapAdmin creates an "admin" account with a password and an API
+// token on the very first start, and prints both once.
+func (m *Main) bootstrapAdmin(ctx context.Context) error {
+	users, err := m.DB.FindUsers(ctx)
+	if err != nil || len(users) > 0 {
+		return err
+	}
+	pw := randomPassword()
+	u, err := m.Service.CreateUser(ctx, "admin", "admin@localhost", true, pw)
+	if err != nil {
+		return fmt.Errorf("create admin: %w", err)
+	}
+	token, _, err := m.Service.CreateToken(ctx, u.ID, "", nil, "created on first start")
+	if err != nil {
+		return fmt.Errorf("create admin token: %w", err)
+	}
+	fmt.Fprintf(m.Stdout, `
+First start: created the administrator account. These are shown only once.
+  user:      admin
+  password:  %s
+  API token: %s
+Use the token with hut (builds { origin %q }) or curl -H "Authorization: Bearer <token>".
+
+`, pw, token, m.Config.Builds.Origin)
+	return nil
+}
+
+func randomPassword() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// loadSecretKey reads the 32-byte key that encrypts secrets and signs
+// cursors, creating it (mode 0600) on first start.
+func loadSecretKey(cfg *app.Config) ([]byte, error) {
+	path := cfg.Builds.SecretKey
+	if path == "" {
+		path = filepath.Join(cfg.Builds.DataDir, "secret.key")
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && cfg.Builds.SecretKey == "" {
+		key := make([]byte, 32)
+		rand.Read(key)
+		enc := base64.StdEncoding.EncodeToString(key) + "\n"
+		if err := os.WriteFile(path, []byte(enc), 0o600); err != nil {
+			return nil, fmt.Errorf("write secret key: %w", err)
+		}
+		return key, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("read secret key: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("secret key %s must not be readable by group or others (chmod 600)", path)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil || len(key) != 32 {
+		return nil, fmt.Errorf("secret key %s: want 32 bytes, base64-encoded", path)
+	}
+	return key, nil
+}
+
+// privateDir creates dir (0700) or, for an existing install, takes group
+// and others' access from it and from what lies directly in it: the data
+// dir holds password hashes, private manifests, logs and keys. With the
+// directory itself 0700 nothing deeper is reachable by other users;
+// builds creates its own files 0600 and directories 0700.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil || fi.Mode()&fs.ModeSymlink != 0 || fi.Mode().Perm()&0o077 == 0 {
 			continue
 		}
-		name := strings.TrimLeft(a, "-")
-		name, _, _ = strings.Cut(name, "=")
-		if fs.Lookup(name) == nil && passUnknown {
-			pos = append(pos, a)
-			args = args[1:]
-			// keep an unknown flag's value with it unless it is a flag too
-			if !strings.Contains(a, "=") && len(args) > 0 && !strings.HasPrefix(args[0], "-") && !isBoolFlagName(name) {
-				pos = append(pos, args[0])
-				args = args[1:]
-			}
-			continue
+		mode := fs.FileMode(0o600)
+		if fi.IsDir() {
+			mode = 0o700
 		}
-		if err := fs.Parse(args); err != nil {
-			return nil, usageError{err.Error()}
-		}
-		args = fs.Args()
-		if len(args) > 0 && args[0] == a { // Parse stopped at a positional
-			pos = append(pos, a)
-			args = args[1:]
+		if err := os.Chmod(filepath.Join(dir, e.Name()), fi.Mode().Perm()&mode); err != nil {
+			return err
 		}
 	}
-	return pos, nil
-}
-
-// isBoolFlagName lists value-less flags of subcommands that parse their own
-// flags, so parseFlags does not swallow the next argument.
-func isBoolFlagName(name string) bool {
-	switch name {
-	case "admin", "password-stdin", "force", "progress", "no-progress", "json":
-		return true
-	}
-	return false
+	return nil
 }

@@ -36,23 +36,6 @@ func (s JobStatus) Failure() bool {
 	return s == JobFailed || s == JobTimeout || s == JobCancelled
 }
 
-// jobTransitions lists the allowed status changes.
-var jobTransitions = map[JobStatus][]JobStatus{
-	JobPending: {JobQueued, JobCancelled},
-	JobQueued:  {JobRunning, JobCancelled},
-	JobRunning: {JobSuccess, JobFailed, JobTimeout, JobCancelled},
-}
-
-// CanTransition reports whether a job may move from one status to another.
-func (s JobStatus) CanTransition(to JobStatus) bool {
-	for _, t := range jobTransitions[s] {
-		if t == to {
-			return true
-		}
-	}
-	return false
-}
-
 // TaskStatus is a task's state.
 type TaskStatus string
 

@@ -4,69 +4,77 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
-// EventSink is told about job events after they are committed: user
-// webhooks (JOB_CREATED, JOB_UPDATED) and, for final statuses, manifest
-// and group triggers. Implementations must not block.
-type EventSink interface {
-	JobEvent(ctx context.Context, event WebhookEvent, job *Job)
-}
-
-// Canceler stops a running job's VM (implemented by the runner).
-type Canceler interface {
-	// CancelJob asks the runner to stop the job; it reports whether the
-	// runner had the job.
-	CancelJob(jobID int64) bool
+// JobListener hears of every committed change of a job: its creation
+// (EventJobCreated) and each status change (EventJobUpdated), with the
+// job as stored after it. The runner wakes for queued jobs and stops the
+// VMs of jobs that left running; notifications send webhooks and
+// triggers. Implementations must not block.
+type JobListener interface {
+	JobChanged(ctx context.Context, event WebhookEvent, job *Job)
 }
 
 // Service enforces the rules on top of the Store: who may see and change
-// what, and which status transitions happen. Web, API, runner and CLI all
-// go through it.
+// what, and which status transitions happen (job_state.go). Web, API,
+// runner, notifications and CLI all go through it.
 type Service struct {
 	Store  Store
 	Config *Config
 	Logs   *LogHub
-	Events EventSink // may be nil
-	Runner Canceler  // may be nil
-	Wake   func()    // wakes the runner pool after queueing; may be nil
 	Now    func() time.Time
 	Log    *slog.Logger
 
 	cursors cursorCodec
 	sealer  *sealer
+
+	mu        sync.RWMutex
+	listeners []JobListener
 }
 
 // NewService returns a Service; secretKey (32 bytes) encrypts secrets at
-// rest and signs cursors.
-func NewService(store Store, cfg *Config, secretKey []byte) (*Service, error) {
+// rest and signs cursors. log may be nil (slog.Default()).
+func NewService(store Store, cfg *Config, secretKey []byte, log *slog.Logger) (*Service, error) {
 	s, err := newSealer(secretKey)
 	if err != nil {
 		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
 	}
 	return &Service{
 		Store:   store,
 		Config:  cfg,
 		Logs:    &LogHub{},
 		Now:     time.Now,
-		Log:     slog.Default(),
+		Log:     log,
 		cursors: cursorCodec{key: append([]byte("builds-cursor"), secretKey...)},
 		sealer:  s,
 	}, nil
 }
 
-func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Second) }
-
-func (s *Service) wake() {
-	if s.Wake != nil {
-		s.Wake()
-	}
+// Listen adds a listener of job changes (the runner, notifications).
+func (s *Service) Listen(l JobListener) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listeners = append(s.listeners, l)
 }
 
-func (s *Service) event(ctx context.Context, ev WebhookEvent, job *Job) {
-	if s.Events != nil && job != nil {
-		s.Events.JobEvent(context.WithoutCancel(ctx), ev, job)
+func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Second) }
+
+// changed tells the listeners about a committed change of job.
+func (s *Service) changed(ctx context.Context, ev WebhookEvent, job *Job) {
+	if job == nil {
+		return
+	}
+	s.mu.RLock()
+	ls := s.listeners
+	s.mu.RUnlock()
+	ctx = context.WithoutCancel(ctx)
+	for _, l := range ls {
+		l.JobChanged(ctx, ev, job)
 	}
 }
 

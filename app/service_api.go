@@ -134,37 +134,7 @@ func (s *Service) UpdateJobStatus(ctx context.Context, id int64, status JobStatu
 }
 
 func (s *Service) transition(ctx context.Context, id int64, to JobStatus, runner string) (*Job, error) {
-	var from []JobStatus
-	for _, st := range JobStatuses {
-		if st.CanTransition(to) {
-			from = append(from, st)
-		}
-	}
-	if len(from) == 0 {
-		return nil, Errorf(EINVALID, "no job can be moved to %s", strings.ToUpper(string(to)))
-	}
-	if to.Final() {
-		return s.finish(ctx, id, from, to, "")
-	}
-	upd := JobUpdate{Status: &to}
-	if to == JobRunning {
-		now := s.now()
-		deadline := now.Add(s.Config.Runner.JobTimeout)
-		upd.Started, upd.Deadline, upd.Runner = &now, &deadline, &runner
-	}
-	job, err := s.Store.TransitionJob(ctx, id, from, upd)
-	if ErrorCode(err) == ECONFLICT {
-		return nil, Errorf(ECONFLICT, "job %d cannot move to %s from its current status", id, strings.ToUpper(string(to)))
-	} else if ErrorCode(err) == ENOTFOUND {
-		return nil, errNoJob(id)
-	} else if err != nil {
-		return nil, fmt.Errorf("update job: %w", err)
-	}
-	if to == JobQueued {
-		s.wake()
-	}
-	s.event(ctx, EventJobUpdated, job)
-	return job, nil
+	return s.moveJob(ctx, id, move{to: to, runner: runner})
 }
 
 // UpdateTaskByID records a task's status and returns its job (the

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"net/mail"
 	"net/url"
 )
@@ -80,28 +79,18 @@ func (s *Service) CreateGroup(ctx context.Context, jobIDs []int64, triggers []Tr
 	if note, err = normalizeNote(note); err != nil {
 		return nil, err
 	}
-	queue := execute == nil || *execute
+	var queueFrom []JobStatus // nil: the jobs stay pending
+	if execute == nil || *execute {
+		queueFrom = sourcesOf(JobQueued)
+	}
 	g := &JobGroup{OwnerID: u.ID, Note: note}
-	if err := s.Store.CreateGroup(ctx, g, jobIDs, gts, queue); err != nil {
+	if err := s.Store.CreateGroup(ctx, g, jobIDs, gts, queueFrom); err != nil {
 		return nil, err
 	}
-	if queue {
-		s.wake()
-		s.groupEvents(ctx, g.ID)
+	if queueFrom != nil {
+		s.groupChanged(ctx, g.ID)
 	}
 	return g, nil
-}
-
-// groupEvents emits JOB_UPDATED for each job of a group (after queueing).
-func (s *Service) groupEvents(ctx context.Context, groupID int64) {
-	jobs, err := s.Store.FindJobs(ctx, JobFilter{GroupID: &groupID})
-	if err != nil {
-		s.Log.Error("group events", "group_id", groupID, "err", err)
-		return
-	}
-	for _, j := range jobs {
-		s.event(ctx, EventJobUpdated, j)
-	}
 }
 
 // StartGroup queues the still-pending jobs of the caller's group; finished
@@ -114,13 +103,8 @@ func (s *Service) StartGroup(ctx context.Context, id int64) (*JobGroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := s.Store.QueueGroup(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("start group: %w", err)
-	}
-	if n > 0 {
-		s.wake()
-		s.groupEvents(ctx, id)
+	if err := s.queueGroup(ctx, id); err != nil {
+		return nil, err
 	}
 	return g, nil
 }

@@ -143,10 +143,7 @@ func (s *Service) Submit(ctx context.Context, in SubmitInput) (*Job, error) {
 		return nil, fmt.Errorf("create job: %w", err)
 	}
 	s.Log.Info("job submitted", "job_id", job.ID, "user", user.Username, "image", job.Image, "status", job.Status)
-	if status == JobQueued {
-		s.wake()
-	}
-	s.event(ctx, EventJobCreated, job)
+	s.changed(ctx, EventJobCreated, job)
 	return job, nil
 }
 
@@ -158,21 +155,16 @@ func (s *Service) Start(ctx context.Context, id int64) (*Job, error) {
 	if _, err := s.OwnJob(ctx, id); err != nil {
 		return nil, Errorf(ENOTFOUND, "Found no pending jobs with this ID on your account")
 	}
-	st := JobQueued
-	job, err := s.Store.TransitionJob(ctx, id, []JobStatus{JobPending}, JobUpdate{Status: &st})
-	if ErrorCode(err) == ECONFLICT || ErrorCode(err) == ENOTFOUND {
+	job, err := s.moveJob(ctx, id, move{to: JobQueued, only: []JobStatus{JobPending}})
+	if code := ErrorCode(err); code == ECONFLICT || code == ENOTFOUND {
 		return nil, Errorf(ENOTFOUND, "Found no pending jobs with this ID on your account")
-	} else if err != nil {
-		return nil, fmt.Errorf("start job: %w", err)
 	}
-	s.wake()
-	s.event(ctx, EventJobUpdated, job)
-	return job, nil
+	return job, err
 }
 
-// Cancel cancels a pending, queued or running job of the caller's. The
-// status is written here, so a job is cancelled even if no runner holds it;
-// a runner that does is told to stop the VM.
+// Cancel cancels a pending, queued or running job of the caller's (an
+// admin's: anyone's). A runner holding the job hears of it and stops the
+// VM.
 func (s *Service) Cancel(ctx context.Context, id int64) (*Job, error) {
 	if err := requireGrant(ctx, ScopeJobs, RW); err != nil {
 		return nil, err
@@ -189,14 +181,7 @@ func (s *Service) Cancel(ctx context.Context, id int64) (*Job, error) {
 	if job.Status.Final() {
 		return nil, Errorf(ECONFLICT, "job %d has already finished (%s)", id, strings.ToUpper(string(job.Status)))
 	}
-	job, err = s.finish(ctx, id, []JobStatus{JobPending, JobQueued, JobRunning}, JobCancelled, "cancelled by "+callerName(ctx))
-	if err != nil {
-		return nil, err
-	}
-	if s.Runner != nil {
-		s.Runner.CancelJob(id)
-	}
-	return job, nil
+	return s.moveJob(ctx, id, move{to: JobCancelled, reason: "cancelled by " + callerName(ctx)})
 }
 
 func callerName(ctx context.Context) string {
@@ -204,29 +189,6 @@ func callerName(ctx context.Context) string {
 		return u.CanonicalName()
 	}
 	return "the system"
-}
-
-// finish moves a job to a final status if it is in one of from, then
-// emits JOB_UPDATED (which also runs triggers).
-func (s *Service) finish(ctx context.Context, id int64, from []JobStatus, to JobStatus, reason string) (*Job, error) {
-	now := s.now()
-	upd := JobUpdate{Status: &to, Finished: &now}
-	if reason != "" {
-		upd.Reason = &reason
-	}
-	job, err := s.Store.TransitionJob(ctx, id, from, upd)
-	if ErrorCode(err) == ECONFLICT {
-		cur, ferr := s.Store.FindJobByID(ctx, id)
-		if ferr == nil {
-			return nil, Errorf(ECONFLICT, "job %d is %s, cannot move it to %s", id, strings.ToUpper(string(cur.Status)), strings.ToUpper(string(to)))
-		}
-		return nil, err
-	} else if err != nil {
-		return nil, fmt.Errorf("finish job: %w", err)
-	}
-	s.Log.Info("job finished", "job_id", id, "status", to, "reason", reason)
-	s.event(ctx, EventJobUpdated, job)
-	return job, nil
 }
 
 // SetVisibility changes the visibility of the caller's job.

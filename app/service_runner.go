@@ -24,11 +24,10 @@ type ClaimedJob struct {
 // (limits changed) is failed with the reason in its setup log.
 func (s *Service) ClaimJob(ctx context.Context, runner string) (*ClaimedJob, error) {
 	for {
-		job, err := s.Store.ClaimJob(ctx, runner, s.Config.Runner.JobTimeout)
+		job, err := s.claimJob(ctx, runner)
 		if err != nil {
 			return nil, err
 		}
-		s.event(ctx, EventJobUpdated, job)
 		cj, err := s.loadClaimed(ctx, job)
 		if err == nil {
 			return cj, nil
@@ -78,7 +77,7 @@ func (s *Service) FinishJob(ctx context.Context, jobID int64, status JobStatus, 
 	if !status.Final() {
 		return nil, Errorf(EINVALID, "%s is not a final status", status)
 	}
-	job, err := s.finish(ctx, jobID, []JobStatus{JobRunning}, status, reason)
+	job, err := s.moveJob(ctx, jobID, move{to: status, only: []JobStatus{JobRunning}, reason: reason})
 	if ErrorCode(err) == ECONFLICT {
 		return s.Store.FindJobByID(ctx, jobID)
 	}

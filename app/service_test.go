@@ -33,11 +33,17 @@ type testEnv struct {
 	woken, stops int
 }
 
-func (e *testEnv) JobEvent(ctx context.Context, ev app.WebhookEvent, job *app.Job) {
+// JobChanged records what a runner and notifications would hear: queued
+// jobs wake the runner, cancelled ones stop their VM.
+func (e *testEnv) JobChanged(ctx context.Context, ev app.WebhookEvent, job *app.Job) {
 	e.events = append(e.events, ev)
+	switch job.Status {
+	case app.JobQueued:
+		e.woken++
+	case app.JobCancelled:
+		e.stops++
+	}
 }
-
-func (e *testEnv) CancelJob(id int64) bool { e.stops++; return true }
 
 func newEnv(t *testing.T) *testEnv {
 	t.Helper()
@@ -52,14 +58,12 @@ func newEnv(t *testing.T) *testEnv {
 	cfg.Builds.DataDir = dir
 	key := make([]byte, 32)
 	rand.Read(key)
-	svc, err := app.NewService(db, cfg, key)
+	svc, err := app.NewService(db, cfg, key, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := &testEnv{svc: svc, db: db, anonCtx: ctx}
-	svc.Events, svc.Runner = e, e
-	svc.Wake = func() { e.woken++ }
+	svc.Listen(e)
 	e.alice = mustUser(t, svc, "alice")
 	e.bob = mustUser(t, svc, "bob")
 	e.aliceCtx = tokenCtx(t, svc, e.alice, "")

@@ -227,9 +227,7 @@ func (s *Service) DeleteUser(ctx context.Context, userID int64) error {
 	}
 	for _, j := range jobs {
 		if !j.Status.Final() {
-			if _, err := s.finish(ctx, j.ID, []JobStatus{JobPending, JobQueued, JobRunning}, JobCancelled, "account deleted"); err == nil && s.Runner != nil {
-				s.Runner.CancelJob(j.ID)
-			}
+			s.moveJob(ctx, j.ID, move{to: JobCancelled, reason: "account deleted"})
 		}
 	}
 	if err := s.Store.DeleteUser(ctx, userID); err != nil {

@@ -86,13 +86,15 @@ type Store interface {
 	FindJobByID(ctx context.Context, id int64) (*Job, error)
 	FindJobs(ctx context.Context, f JobFilter) ([]*Job, error)
 	// TransitionJob applies upd only if the job's status is one of from;
-	// otherwise ECONFLICT (ENOTFOUND if the job does not exist).
+	// otherwise ECONFLICT (ENOTFOUND if the job does not exist). It is
+	// the only way a job's status changes (the Service's state machine,
+	// job_state.go, says which from).
 	TransitionJob(ctx context.Context, id int64, from []JobStatus, upd JobUpdate) (*Job, error)
+	// UpdateJob applies upd, which must not change the status (EINVALID).
 	UpdateJob(ctx context.Context, id int64, upd JobUpdate) (*Job, error)
-	// ClaimJob atomically moves the oldest queued job to running with
-	// runner set, started = now and deadline = now + timeout. ENOTFOUND if
-	// the queue is empty.
-	ClaimJob(ctx context.Context, runner string, timeout time.Duration) (*Job, error)
+	// ClaimJob atomically applies upd to the oldest job whose status is
+	// one of from. ENOTFOUND if there is none.
+	ClaimJob(ctx context.Context, from []JobStatus, upd JobUpdate) (*Job, error)
 	FindTasks(ctx context.Context, jobID int64) ([]*Task, error)
 	// FindTasksForJobs returns tasks of several jobs keyed by job id.
 	FindTasksForJobs(ctx context.Context, jobIDs []int64) (map[int64][]*Task, error)
@@ -110,13 +112,15 @@ type Store interface {
 
 	// Job groups.
 	// CreateGroup inserts g, attaches jobIDs (which must all be owned by
-	// g.OwnerID, pending and ungrouped, else EINVALID) and the triggers; if
-	// queue, moves the jobs to queued. One transaction.
-	CreateGroup(ctx context.Context, g *JobGroup, jobIDs []int64, triggers []*GroupTrigger, queue bool) error
+	// g.OwnerID, pending and ungrouped, else EINVALID) and the triggers;
+	// with queueFrom, moves those of its jobs in one of these statuses to
+	// queued. One transaction.
+	CreateGroup(ctx context.Context, g *JobGroup, jobIDs []int64, triggers []*GroupTrigger, queueFrom []JobStatus) error
 	FindGroupByID(ctx context.Context, id int64) (*JobGroup, error)
 	FindGroupTriggers(ctx context.Context, groupID int64) ([]*GroupTrigger, error)
-	// QueueGroup moves the group's pending jobs to queued and returns how many.
-	QueueGroup(ctx context.Context, groupID int64) (int, error)
+	// QueueGroup moves the group's jobs whose status is one of from to
+	// queued and returns how many.
+	QueueGroup(ctx context.Context, groupID int64, from []JobStatus) (int, error)
 	// MarkGroupFired sets Fired if it was unset; reports whether this call set it.
 	MarkGroupFired(ctx context.Context, groupID int64) (bool, error)
 

@@ -15,7 +15,7 @@ func BenchmarkJobEvent(b *testing.B) {
 	ctx := context.Background()
 	b.ResetTimer()
 	for b.Loop() {
-		e.d.JobEvent(ctx, app.EventJobUpdated, job)
+		e.d.JobChanged(ctx, app.EventJobUpdated, job)
 	}
 	b.StopTimer()
 	// Handling millions of events would take minutes; only the hand-over
@@ -38,7 +38,7 @@ func BenchmarkUserWebhookDelivery(b *testing.B) {
 	job := e.createJob(jobSpec{manifest: groupJobManifest}, app.JobQueued)
 	ctx := context.Background()
 	for b.Loop() {
-		e.d.JobEvent(ctx, app.EventJobUpdated, job)
+		e.d.JobChanged(ctx, app.EventJobUpdated, job)
 		<-hook.done
 	}
 	b.StopTimer()

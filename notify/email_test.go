@@ -418,7 +418,7 @@ func TestNewDispatcherErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(t)
 			tt.setup(cfg)
-			svc, err := app.NewService(nil, cfg, make([]byte, 32))
+			svc, err := app.NewService(nil, cfg, make([]byte, 32), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

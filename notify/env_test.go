@@ -46,6 +46,7 @@ type env struct {
 	db    *store.DB
 	svc   *app.Service
 	d     *Dispatcher
+	gate  *gate // between the Service and d
 	user  *app.User
 	clock *clock // the Service's clock
 	opts  []func(*Dispatcher)
@@ -102,6 +103,19 @@ func newEnv(t testing.TB, cfg *app.Config, opts ...func(*Dispatcher)) *env {
 	return e
 }
 
+// gate passes job changes on to the Dispatcher unless muted (a process
+// that dies right after a commit).
+type gate struct {
+	muted atomic.Bool
+	next  app.JobListener
+}
+
+func (g *gate) JobChanged(ctx context.Context, ev app.WebhookEvent, job *app.Job) {
+	if !g.muted.Load() {
+		g.next.JobChanged(ctx, ev, job)
+	}
+}
+
 // open (re)opens the database and starts a new Service and Dispatcher.
 func (e *env) open() {
 	t := e.t
@@ -111,12 +125,11 @@ func (e *env) open() {
 		t.Fatal(err)
 	}
 	db.Now = func() time.Time { return t0 }
-	svc, err := app.NewService(db, e.cfg, make([]byte, 32))
+	svc, err := app.NewService(db, e.cfg, make([]byte, 32), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc.Now = e.clock.Now
-	svc.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	var logw io.Writer = testWriter{t}
 	if _, bench := t.(*testing.B); bench {
 		logw = io.Discard
@@ -132,7 +145,8 @@ func (e *env) open() {
 	for _, o := range e.opts {
 		o(d)
 	}
-	svc.Events = d
+	e.gate = &gate{next: d}
+	svc.Listen(e.gate)
 	e.db, e.svc, e.d = db, svc, d
 	d.Start(context.Background())
 	t.Cleanup(e.close)

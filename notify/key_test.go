@@ -84,7 +84,7 @@ func TestDispatcherLifecycle(t *testing.T) {
 	}
 	// Events after Close are dropped without blocking or panicking.
 	job := e.createJob(jobSpec{manifest: webhookManifest(hook.URL)}, app.JobQueued)
-	d.JobEvent(context.Background(), app.EventJobUpdated, job)
+	d.JobChanged(context.Background(), app.EventJobUpdated, job)
 
 	// A Dispatcher that never started closes at once.
 	d2, err := NewDispatcher(e.svc, e.cfg, nil, nil)

@@ -42,10 +42,10 @@ func (f RendererFunc) ExecuteWebhookQuery(ctx context.Context, sub *app.WebhookS
 	return f(ctx, sub, payload)
 }
 
-var _ app.EventSink = (*Dispatcher)(nil)
+var _ app.JobListener = (*Dispatcher)(nil)
 
 // Dispatcher runs triggers and user webhooks. Create it with NewDispatcher,
-// adjust the exported fields if needed, set it as the Service's Events and
+// adjust the exported fields if needed, add it to the Service with Listen and
 // call Start; Close stops it.
 type Dispatcher struct {
 	// Backoff is the wait before the first retry of a failed delivery; it
@@ -208,9 +208,9 @@ func (d *Dispatcher) Close() error {
 	return nil
 }
 
-// JobEvent implements app.EventSink. It only queues the event in memory
+// JobChanged implements app.JobListener. It only queues the event in memory
 // and returns at once.
-func (d *Dispatcher) JobEvent(ctx context.Context, event app.WebhookEvent, job *app.Job) {
+func (d *Dispatcher) JobChanged(ctx context.Context, event app.WebhookEvent, job *app.Job) {
 	if job == nil {
 		return
 	}

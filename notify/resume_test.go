@@ -17,10 +17,9 @@ import (
 func (e *env) finishUnseen(job *app.Job, status app.JobStatus) {
 	e.t.Helper()
 	e.settle()
-	events := e.svc.Events
-	e.svc.Events = nil
+	e.gate.muted.Store(true)
 	e.finish(job, status)
-	e.svc.Events = events
+	e.gate.muted.Store(false)
 }
 
 // triggersDone waits until a job's triggers are marked done.
@@ -170,7 +169,7 @@ func TestTriggersLiveEventAndScan(t *testing.T) {
 	e.close()
 	e.open()
 	for i := len(jobs) - 1; i >= 0; i-- {
-		e.d.JobEvent(context.Background(), app.EventJobUpdated, jobs[i])
+		e.d.JobChanged(context.Background(), app.EventJobUpdated, jobs[i])
 	}
 	for _, j := range jobs {
 		e.triggersDone(j.ID)

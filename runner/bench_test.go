@@ -129,7 +129,7 @@ shell: true
 		if n != size {
 			b.Fatalf("ssh cat read %d bytes", n)
 		}
-		h.pool.CancelJob(job.ID)
+		h.pool.stopRun(job.ID)
 		h.wait(job.ID)
 	}
 	mb := float64(size) * float64(b.N) / 1e6

@@ -62,8 +62,8 @@ func TestCancel(t *testing.T) {
 			ready:     func(h *harness, id int64) { h.waitLog(id, "", "After logging in, the deadline") },
 			// The job already failed; cancelling only ends the standby.
 			cancel: func(h *harness, id int64) {
-				if !h.pool.CancelJob(id) {
-					h.t.Error("CancelJob: the pool does not have the job")
+				if !h.pool.stopRun(id) {
+					h.t.Error("stopRun: the pool does not have the job")
 				}
 			},
 			status: app.JobFailed,
@@ -72,19 +72,18 @@ func TestCancel(t *testing.T) {
 				"Build cancelled. Terminating build environment.", "Tearing down build VM"},
 		},
 		{
-			name:     "ByAnotherProcess",
+			name:     "ByWorkerAPI",
 			manifest: sleeper,
 			ready:    func(h *harness, id int64) { h.waitLog(id, "long", "+ sleep 300") },
-			// The command line cancels through the database only.
+			// updateJob moves the job: the runner hears of it and stops
 			cancel: func(h *harness, id int64) {
-				st := app.JobCancelled
-				if _, err := h.db.TransitionJob(context.Background(), id, []app.JobStatus{app.JobRunning}, app.JobUpdate{Status: &st}); err != nil {
+				if _, err := h.svc.UpdateJobStatus(app.SystemContext(context.Background()), id, app.JobFailed); err != nil {
 					h.t.Fatal(err)
 				}
 			},
-			status: app.JobCancelled,
+			status: app.JobFailed,
 			tasks:  map[string]app.TaskStatus{"a": app.TaskSuccess, "long": app.TaskFailed},
-			log:    []string{"Error: the job was cancelled", "Tearing down build VM"},
+			log:    []string{"Error: the job's status changed to FAILED", "Tearing down build VM"},
 		},
 	}
 	for _, tt := range tests {

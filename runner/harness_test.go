@@ -62,21 +62,18 @@ func openHarness(t testing.TB, opts ...func(*app.Config)) *harness {
 	t.Cleanup(func() { db.Close() })
 	key := make([]byte, 32)
 	rand.Read(key)
-	svc, err := app.NewService(db, cfg, key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	svc.Log = log
+	svc, err := app.NewService(db, cfg, key, log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	booter := newTestBooter(t)
 	pool := NewPool(svc, cfg, booter, log)
 	pool.IdlePoll = time.Hour
-	pool.StatusPoll = 100 * time.Millisecond
-	svc.Runner = pool
-	svc.Wake = pool.Wake
+	svc.Listen(pool)
 	user, err := svc.CreateUser(ctx, "alice", "alice@example.org", false, "")
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"builds/app"
@@ -41,6 +42,7 @@ type jobRun struct {
 	claimedCh chan struct{}
 	stepsOnce sync.Once
 	finOnce   sync.Once
+	finishing atomic.Bool // this run is storing the final status itself
 }
 
 func newJobRun(p *Pool, cj *app.ClaimedJob) *jobRun {
@@ -84,7 +86,6 @@ func (r *jobRun) run() (standby bool) {
 		return false
 	}
 	r.setup = setup
-	go r.watchStatus()
 	r.p.log.Info("job started", "job_id", id, "image", r.m.Image, "deadline", r.deadline)
 
 	err = r.checkNetwork()
@@ -215,6 +216,7 @@ func (r *jobRun) fail(err error) app.JobStatus {
 func (r *jobRun) finish(st app.JobStatus, reason string) {
 	r.finOnce.Do(func() {
 		defer close(r.finished)
+		r.finishing.Store(true)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 30*time.Second)
 		defer cancel()
 		job, err := r.svc.FinishJob(ctx, r.job.ID, st, reason)
@@ -226,35 +228,17 @@ func (r *jobRun) finish(st app.JobStatus, reason string) {
 	})
 }
 
-// watchStatus cancels the run when the stored status leaves RUNNING
-// without this runner knowing (e.g. `builds` on the command line
-// cancelled it), until the final status is stored.
-func (r *jobRun) watchStatus() {
-	t := time.NewTicker(r.p.StatusPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.ctx.Done():
-			return
-		case <-r.finished:
-			return
-		case <-t.C:
-		}
-		st, err := r.svc.JobStatus(r.ctx, r.job.ID)
-		if err != nil || st == app.JobRunning {
-			continue
-		}
-		select {
-		case <-r.finished:
-			return
-		default:
-		}
-		if st == app.JobCancelled {
-			r.cancel(errCancelled)
-		} else {
-			r.cancel(fmt.Errorf("the job's status changed to %s", strings.ToUpper(string(st))))
-		}
+// statusChanged is told that the stored status left RUNNING: the owner
+// cancelled the job, or the worker API moved it. Unless this run is
+// storing its own final status, the run stops.
+func (r *jobRun) statusChanged(st app.JobStatus) {
+	if r.finishing.Load() {
 		return
+	}
+	if st == app.JobCancelled {
+		r.cancel(errCancelled)
+	} else {
+		r.cancel(fmt.Errorf("the job's status changed to %s", strings.ToUpper(string(st))))
 	}
 }
 

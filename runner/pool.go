@@ -24,8 +24,10 @@ var (
 )
 
 // Pool runs up to [runner] slots jobs at once. The jobs table is the
-// queue: Wake (called by the Service after a submit) makes an idle slot
-// claim at once; a slow ticker is only a fallback.
+// queue. The pool listens to the Service's job changes: a job that
+// becomes queued wakes an idle slot at once (a slow ticker is only a
+// fallback), and a job of the pool's that leaves running (cancelled by
+// its owner, say) has its VM stopped.
 type Pool struct {
 	svc    *app.Service
 	cfg    *app.Config
@@ -34,9 +36,6 @@ type Pool struct {
 
 	// IdlePoll is how often idle slots look at the queue without a Wake.
 	IdlePoll time.Duration
-	// StatusPoll is how often a running job re-reads its status, to notice
-	// a cancellation made by another process (the command line).
-	StatusPoll time.Duration
 
 	wake     chan struct{}
 	quit     chan struct{}
@@ -49,9 +48,10 @@ type Pool struct {
 	jobs map[int64]*jobRun
 }
 
-var _ app.Canceler = (*Pool)(nil)
+var _ app.JobListener = (*Pool)(nil)
 
-// NewPool returns a pool that boots guests with booter.
+// NewPool returns a pool that boots guests with booter and listens to
+// svc's job changes.
 func NewPool(svc *app.Service, cfg *app.Config, booter Booter, log *slog.Logger) *Pool {
 	if log == nil {
 		log = slog.Default()
@@ -59,13 +59,12 @@ func NewPool(svc *app.Service, cfg *app.Config, booter Booter, log *slog.Logger)
 	base, stop := context.WithCancelCause(context.Background())
 	return &Pool{
 		svc: svc, cfg: cfg, booter: booter, log: log,
-		IdlePoll:   30 * time.Second,
-		StatusPoll: 2 * time.Second,
-		wake:       make(chan struct{}, 1),
-		quit:       make(chan struct{}),
-		base:       base,
-		stop:       stop,
-		jobs:       map[int64]*jobRun{},
+		IdlePoll: 30 * time.Second,
+		wake:     make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		base:     base,
+		stop:     stop,
+		jobs:     map[int64]*jobRun{},
 	}
 }
 
@@ -99,9 +98,25 @@ func (p *Pool) Wake() {
 	}
 }
 
-// CancelJob stops a job this pool is running (its VM is torn down within
-// seconds). The Service has already recorded the CANCELLED status.
-func (p *Pool) CancelJob(id int64) bool {
+// JobChanged implements app.JobListener: queued jobs wake a slot; a job
+// this pool runs that the Service moved out of running (not by the pool
+// itself) is stopped, its VM torn down within seconds.
+func (p *Pool) JobChanged(ctx context.Context, event app.WebhookEvent, job *app.Job) {
+	switch job.Status {
+	case app.JobQueued:
+		p.Wake()
+	case app.JobRunning, app.JobPending:
+	default:
+		if r := p.job(job.ID); r != nil {
+			r.statusChanged(job.Status)
+		}
+	}
+}
+
+// stopRun ends a run this pool holds, whatever its state, as a cancel
+// would (a failed job's standby ends at once); tests and benchmarks use
+// it to free a VM.
+func (p *Pool) stopRun(id int64) bool {
 	r := p.job(id)
 	if r == nil {
 		return false
@@ -166,6 +181,11 @@ func (p *Pool) run(cj *app.ClaimedJob) {
 	p.mu.Lock()
 	p.jobs[cj.Job.ID] = r
 	p.mu.Unlock()
+	// A change announced between the claim and the line above found no
+	// run to stop: look once.
+	if st, err := p.svc.JobStatus(app.SystemContext(p.base), cj.Job.ID); err == nil && st != app.JobRunning {
+		r.statusChanged(st)
+	}
 	done := func() {
 		r.cleanup()
 		p.mu.Lock()

@@ -148,6 +148,6 @@ func TestStandbyFreesSlot(t *testing.T) {
 	if h.pool.job(failed.ID) == nil {
 		t.Fatal("failed job's standby ended early")
 	}
-	h.pool.CancelJob(failed.ID)
+	h.pool.stopRun(failed.ID)
 	h.wait(failed.ID)
 }

@@ -283,7 +283,8 @@ func TestCrashRecovery(t *testing.T) {
 	h := openHarness(t)
 	ctx := context.Background()
 	job := h.submit("image: debian/stable\ntasks:\n  - a: \"true\"\n")
-	if _, err := h.db.ClaimJob(ctx, "runner.test", 0); err != nil {
+	st, runner := app.JobRunning, "runner.test"
+	if _, err := h.db.ClaimJob(ctx, []app.JobStatus{app.JobQueued}, app.JobUpdate{Status: &st, Runner: &runner}); err != nil {
 		t.Fatal(err)
 	}
 	// A QEMU left behind by the previous process, with its work dir.

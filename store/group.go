@@ -36,7 +36,7 @@ const errInvalidGroupJobs = "Invalid list of job IDs. All jobs must be owned by 
 // must all exist, be owned by g.OwnerID, be pending and be in no group
 // (else EINVALID), inserts the triggers (setting their IDs and GroupID)
 // and, if queue, moves the jobs to queued.
-func (db *DB) CreateGroup(ctx context.Context, g *app.JobGroup, jobIDs []int64, triggers []*app.GroupTrigger, queue bool) error {
+func (db *DB) CreateGroup(ctx context.Context, g *app.JobGroup, jobIDs []int64, triggers []*app.GroupTrigger, queueFrom []app.JobStatus) error {
 	t, err := db.begin(ctx, true)
 	if err != nil {
 		return fmt.Errorf("create job group: %w", err)
@@ -53,8 +53,8 @@ func (db *DB) CreateGroup(ctx context.Context, g *app.JobGroup, jobIDs []int64, 
 			return fmt.Errorf("create job group: %w", err)
 		}
 	}
-	if queue {
-		if _, err := queueGroup(ctx, t, g.ID); err != nil {
+	if queueFrom != nil {
+		if _, err := queueGroup(ctx, t, g.ID, queueFrom); err != nil {
 			return fmt.Errorf("create job group: %w", err)
 		}
 	}
@@ -139,9 +139,9 @@ func (db *DB) FindGroupTriggers(ctx context.Context, groupID int64) ([]*app.Grou
 	return list, t.commit("find group triggers")
 }
 
-// QueueGroup moves the group's pending jobs to queued and returns how many
-// moved. ENOTFOUND if the group does not exist.
-func (db *DB) QueueGroup(ctx context.Context, groupID int64) (int, error) {
+// QueueGroup moves the group's jobs whose status is one of from to queued
+// and returns how many moved. ENOTFOUND if the group does not exist.
+func (db *DB) QueueGroup(ctx context.Context, groupID int64, from []app.JobStatus) (int, error) {
 	t, err := db.begin(ctx, true)
 	if err != nil {
 		return 0, fmt.Errorf("queue job group: %w", err)
@@ -150,16 +150,19 @@ func (db *DB) QueueGroup(ctx context.Context, groupID int64) (int, error) {
 	if _, err := findGroupByID(ctx, t, groupID); err != nil {
 		return 0, fmt.Errorf("queue job group %d: %w", groupID, err)
 	}
-	n, err := queueGroup(ctx, t, groupID)
+	n, err := queueGroup(ctx, t, groupID, from)
 	if err != nil {
 		return 0, fmt.Errorf("queue job group %d: %w", groupID, err)
 	}
 	return n, t.commit("queue job group")
 }
 
-func queueGroup(ctx context.Context, t *tx, groupID int64) (int, error) {
-	res, err := t.ExecContext(ctx, `UPDATE jobs SET status = 'queued', updated = ? WHERE group_id = ? AND status = 'pending'`,
-		unix(t.now), groupID)
+func queueGroup(ctx context.Context, t *tx, groupID int64, from []app.JobStatus) (int, error) {
+	if len(from) == 0 {
+		return 0, nil
+	}
+	res, err := t.ExecContext(ctx, `UPDATE jobs SET status = ?, updated = ? WHERE group_id = ? AND status IN (`+placeholders(len(from))+`)`,
+		append([]any{app.JobQueued, unix(t.now), groupID}, anySlice(from)...)...)
 	if err != nil {
 		return 0, formatError(err, "job")
 	}

@@ -8,6 +8,9 @@ import (
 	"builds/app"
 )
 
+// pending is where group queueing takes jobs from.
+var pending = []app.JobStatus{app.JobPending}
+
 func TestCreateGroup(t *testing.T) {
 	ctx := context.Background()
 	const invalid = "Invalid list of job IDs. All jobs must be owned by you, not assigned to another job group, and in the pending state."
@@ -24,7 +27,7 @@ func TestCreateGroup(t *testing.T) {
 			{Action: "webhook", Condition: "always", URL: "https://hook.example/x"},
 		}
 		// Duplicate ids count once.
-		if err := db.CreateGroup(ctx, g, []int64{a.ID, b.ID, a.ID}, triggers, false); err != nil {
+		if err := db.CreateGroup(ctx, g, []int64{a.ID, b.ID, a.ID}, triggers, nil); err != nil {
 			t.Fatal(err)
 		}
 		if g.ID == 0 || !g.Created.Equal(nowSec) || triggers[0].ID == 0 || triggers[1].GroupID != g.ID {
@@ -56,7 +59,7 @@ func TestCreateGroup(t *testing.T) {
 		alice := MustCreateUser(t, db, "alice")
 		a := MustCreateJob(t, db, alice.ID, app.JobPending)
 		g := &app.JobGroup{OwnerID: alice.ID}
-		if err := db.CreateGroup(ctx, g, []int64{a.ID}, nil, true); err != nil {
+		if err := db.CreateGroup(ctx, g, []int64{a.ID}, nil, pending); err != nil {
 			t.Fatal(err)
 		}
 		if j, err := db.FindJobByID(ctx, a.ID); err != nil || j.Status != app.JobQueued {
@@ -72,7 +75,7 @@ func TestCreateGroup(t *testing.T) {
 		queued := MustCreateJob(t, db, alice.ID, app.JobQueued)
 		bobs := MustCreateJob(t, db, bob.ID, app.JobPending)
 		grouped := MustCreateJob(t, db, alice.ID, app.JobPending)
-		if err := db.CreateGroup(ctx, &app.JobGroup{OwnerID: alice.ID}, []int64{grouped.ID}, nil, false); err != nil {
+		if err := db.CreateGroup(ctx, &app.JobGroup{OwnerID: alice.ID}, []int64{grouped.ID}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		tests := []struct {
@@ -87,7 +90,7 @@ func TestCreateGroup(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				g := &app.JobGroup{OwnerID: alice.ID}
-				err := db.CreateGroup(ctx, g, tt.ids, []*app.GroupTrigger{{Action: "email", Condition: "always"}}, true)
+				err := db.CreateGroup(ctx, g, tt.ids, []*app.GroupTrigger{{Action: "email", Condition: "always"}}, pending)
 				wantCode(t, err, app.EINVALID)
 				wantMessage(t, err, invalid)
 				// Nothing of the failed group remains.
@@ -99,14 +102,14 @@ func TestCreateGroup(t *testing.T) {
 			})
 		}
 		err := db.CreateGroup(ctx, &app.JobGroup{OwnerID: alice.ID}, []int64{ok.ID},
-			[]*app.GroupTrigger{{Action: "irc", Condition: "always"}}, false)
+			[]*app.GroupTrigger{{Action: "irc", Condition: "always"}}, nil)
 		wantCode(t, err, app.EINVALID)
 		wantMessage(t, err, `invalid trigger action: must be "email" or "webhook"`)
 	})
 	t.Run("ErrConflict", func(t *testing.T) {
 		db := MustOpenDB(t)
 		defer MustCloseDB(t, db)
-		err := db.CreateGroup(ctx, &app.JobGroup{OwnerID: 999}, nil, nil, false)
+		err := db.CreateGroup(ctx, &app.JobGroup{OwnerID: 999}, nil, nil, nil)
 		wantCode(t, err, app.ECONFLICT)
 		wantMessage(t, err, "group owner does not exist")
 	})
@@ -120,26 +123,26 @@ func TestQueueGroup(t *testing.T) {
 	a := MustCreateJob(t, db, alice.ID, app.JobPending)
 	b := MustCreateJob(t, db, alice.ID, app.JobPending)
 	g := &app.JobGroup{OwnerID: alice.ID}
-	if err := db.CreateGroup(ctx, g, []int64{a.ID, b.ID}, nil, false); err != nil {
+	if err := db.CreateGroup(ctx, g, []int64{a.ID, b.ID}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.UpdateJob(ctx, b.ID, app.JobUpdate{Status: ptr(app.JobCancelled)}); err != nil {
+	if _, err := db.TransitionJob(ctx, b.ID, app.JobStatuses, app.JobUpdate{Status: ptr(app.JobCancelled)}); err != nil {
 		t.Fatal(err)
 	}
 
 	t.Run("OK", func(t *testing.T) {
-		n, err := db.QueueGroup(ctx, g.ID)
+		n, err := db.QueueGroup(ctx, g.ID, pending)
 		if err != nil {
 			t.Fatal(err)
 		} else if n != 1 {
 			t.Fatalf("queued %d jobs, want 1 (the cancelled one stays)", n)
 		}
-		if n, err := db.QueueGroup(ctx, g.ID); err != nil || n != 0 {
+		if n, err := db.QueueGroup(ctx, g.ID, pending); err != nil || n != 0 {
 			t.Fatalf("second QueueGroup = %d, %v", n, err)
 		}
 	})
 	t.Run("ErrNotFound", func(t *testing.T) {
-		_, err := db.QueueGroup(ctx, 999)
+		_, err := db.QueueGroup(ctx, 999, pending)
 		wantCode(t, err, app.ENOTFOUND)
 		wantMessage(t, err, "no such job group")
 	})
@@ -151,7 +154,7 @@ func TestMarkGroupFired(t *testing.T) {
 	defer MustCloseDB(t, db)
 	alice := MustCreateUser(t, db, "alice")
 	g := &app.JobGroup{OwnerID: alice.ID}
-	if err := db.CreateGroup(ctx, g, nil, nil, false); err != nil {
+	if err := db.CreateGroup(ctx, g, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -179,7 +182,7 @@ func TestGroupDeleteKeepsJobs(t *testing.T) {
 	alice := MustCreateUser(t, db, "alice")
 	j := MustCreateJob(t, db, alice.ID, app.JobPending)
 	g := &app.JobGroup{OwnerID: alice.ID}
-	if err := db.CreateGroup(ctx, g, []int64{j.ID}, nil, false); err != nil {
+	if err := db.CreateGroup(ctx, g, []int64{j.ID}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	// No method deletes groups alone; check the schema's SET NULL directly.
@@ -237,7 +240,7 @@ func TestTriggerDeliveries(t *testing.T) {
 	alice := MustCreateUser(t, db, "alice")
 	j := MustCreateJob(t, db, alice.ID, app.JobFailed)
 	g := &app.JobGroup{OwnerID: alice.ID}
-	if err := db.CreateGroup(ctx, g, nil, nil, false); err != nil {
+	if err := db.CreateGroup(ctx, g, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 

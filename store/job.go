@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"builds/app"
 )
@@ -195,6 +194,9 @@ func (db *DB) UpdateJob(ctx context.Context, id int64, upd app.JobUpdate) (*app.
 		return nil, fmt.Errorf("update job: %w", err)
 	}
 	defer t.Rollback()
+	if upd.Status != nil {
+		return nil, app.Errorf(app.EINVALID, "update job %d: status changes go through TransitionJob", id)
+	}
 	j, err := updateJob(ctx, t, id, nil, upd)
 	if err != nil {
 		return nil, fmt.Errorf("update job %d: %w", id, err)
@@ -283,28 +285,28 @@ func joinStatuses(ss []app.JobStatus) string {
 	return strings.Join(parts, " or ")
 }
 
-// ClaimJob moves the oldest queued job to running, setting runner, started
-// (now) and deadline (now + timeout; none when timeout <= 0). The write
-// lock taken by the immediate transaction makes the claim atomic across
-// runners. ENOTFOUND when nothing is queued.
-func (db *DB) ClaimJob(ctx context.Context, runner string, timeout time.Duration) (*app.Job, error) {
+// ClaimJob applies upd to the oldest job whose status is one of from, in
+// one statement, so two runners never claim the same job. ENOTFOUND when
+// no job is in those statuses.
+func (db *DB) ClaimJob(ctx context.Context, from []app.JobStatus, upd app.JobUpdate) (*app.Job, error) {
 	t, err := db.begin(ctx, true)
 	if err != nil {
 		return nil, fmt.Errorf("claim job: %w", err)
 	}
 	defer t.Rollback()
-	var deadline any
-	if timeout > 0 {
-		deadline = unix(t.now.Add(timeout))
+	if len(from) == 0 {
+		return nil, app.Errorf(app.ENOTFOUND, "no job to claim")
 	}
-	j, err := scanJob(t.QueryRowContext(ctx, `UPDATE jobs
-		SET status = 'running', runner = ?, started = ?, deadline = ?, updated = ?
-		WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1)
-		RETURNING `+jobColumns,
-		runner, unix(t.now), deadline, unix(t.now)))
+	var id int64
+	err = t.QueryRowContext(ctx, `SELECT id FROM jobs WHERE status IN (`+placeholders(len(from))+`) ORDER BY id LIMIT 1`,
+		anySlice(from)...).Scan(&id)
 	if err != nil {
 		// No row means an empty queue: "no such queued job".
 		return nil, fmt.Errorf("claim job: %w", formatError(err, "queued job"))
+	}
+	j, err := updateJob(ctx, t, id, from, upd)
+	if err != nil {
+		return nil, fmt.Errorf("claim job: %w", err)
 	}
 	return j, t.commit("claim job")
 }

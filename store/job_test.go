@@ -120,7 +120,7 @@ func TestFindJobs(t *testing.T) {
 		ids[i+1] = j.ID
 	}
 	g := &app.JobGroup{OwnerID: alice.ID}
-	if err := db.CreateGroup(ctx, g, []int64{ids[6]}, nil, false); err != nil {
+	if err := db.CreateGroup(ctx, g, []int64{ids[6]}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -283,14 +283,14 @@ func TestUpdateJob(t *testing.T) {
 		db.Now = func() time.Time { return later }
 		defer func() { db.Now = func() time.Time { return now } }()
 		start, fin, dl := nowSec.Add(time.Second), nowSec.Add(2*time.Second), nowSec.Add(3*time.Second)
-		got, err := db.UpdateJob(ctx, j.ID, app.JobUpdate{Status: ptr(app.JobRunning), Visibility: ptr(app.Public),
+		got, err := db.UpdateJob(ctx, j.ID, app.JobUpdate{Visibility: ptr(app.Public),
 			Runner: ptr("r1"), Started: &start, Finished: &fin, Deadline: &dl, Reason: ptr("why")})
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := *j
-		want.Status, want.Visibility, want.Runner, want.Started, want.Finished, want.Deadline, want.Reason =
-			app.JobRunning, app.Public, ptr("r1"), &start, &fin, &dl, "why"
+		want.Visibility, want.Runner, want.Started, want.Finished, want.Deadline, want.Reason =
+			app.Public, ptr("r1"), &start, &fin, &dl, "why"
 		want.Updated = later.Truncate(time.Second)
 		if !reflect.DeepEqual(got, &want) {
 			t.Fatalf("got %+v, want %+v", got, &want)
@@ -302,9 +302,30 @@ func TestUpdateJob(t *testing.T) {
 	})
 	t.Run("ErrInvalid", func(t *testing.T) {
 		j := MustCreateJob(t, db, alice.ID, app.JobQueued)
-		_, err := db.UpdateJob(ctx, j.ID, app.JobUpdate{Status: ptr(app.JobStatus("done"))})
+		_, err := db.TransitionJob(ctx, j.ID, app.JobStatuses, app.JobUpdate{Status: ptr(app.JobStatus("done"))})
 		wantCode(t, err, app.EINVALID)
 	})
+	t.Run("ErrStatus", func(t *testing.T) {
+		// status changes go through TransitionJob (the state machine)
+		j := MustCreateJob(t, db, alice.ID, app.JobQueued)
+		_, err := db.UpdateJob(ctx, j.ID, app.JobUpdate{Status: ptr(app.JobRunning)})
+		wantCode(t, err, app.EINVALID)
+	})
+}
+
+// queued is where a claim takes jobs from.
+var queued = []app.JobStatus{app.JobQueued}
+
+// claim is the update of a claim by runner at nowSec, with a deadline
+// timeout later (none for 0).
+func claim(runner string, timeout time.Duration) app.JobUpdate {
+	st, start := app.JobRunning, nowSec
+	u := app.JobUpdate{Status: &st, Runner: &runner, Started: &start}
+	if timeout > 0 {
+		dl := nowSec.Add(timeout)
+		u.Deadline = &dl
+	}
+	return u
 }
 
 func TestClaimJob(t *testing.T) {
@@ -317,7 +338,7 @@ func TestClaimJob(t *testing.T) {
 		first := MustCreateJob(t, db, alice.ID, app.JobQueued)
 		second := MustCreateJob(t, db, alice.ID, app.JobQueued)
 
-		j, err := db.ClaimJob(ctx, "runner-1", 90*time.Minute)
+		j, err := db.ClaimJob(ctx, queued, claim("runner-1", 90*time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -325,11 +346,15 @@ func TestClaimJob(t *testing.T) {
 			j.Started == nil || !j.Started.Equal(nowSec) || j.Deadline == nil || !j.Deadline.Equal(nowSec.Add(90*time.Minute)) {
 			t.Fatalf("claimed %+v", j)
 		}
-		j, err = db.ClaimJob(ctx, "runner-2", 0)
+		j, err = db.ClaimJob(ctx, queued, claim("runner-2", 0))
 		if err != nil {
 			t.Fatal(err)
 		} else if j.ID != second.ID || j.Deadline != nil {
 			t.Fatalf("claimed %+v, want job %d without deadline", j, second.ID)
+		}
+		// claims take the statuses they may take from as arguments
+		if _, err := db.ClaimJob(ctx, nil, claim("r", 0)); app.ErrorCode(err) != app.ENOTFOUND {
+			t.Fatalf("claim from no status: %v", err)
 		}
 	})
 	t.Run("ErrNotFound", func(t *testing.T) {
@@ -337,7 +362,7 @@ func TestClaimJob(t *testing.T) {
 		defer MustCloseDB(t, db)
 		alice := MustCreateUser(t, db, "alice")
 		MustCreateJob(t, db, alice.ID, app.JobPending)
-		_, err := db.ClaimJob(ctx, "r", time.Hour)
+		_, err := db.ClaimJob(ctx, queued, claim("r", time.Hour))
 		wantCode(t, err, app.ENOTFOUND)
 		wantMessage(t, err, "no such queued job")
 	})
@@ -355,7 +380,7 @@ func TestClaimJob(t *testing.T) {
 		for w := range 2 {
 			wg.Go(func() {
 				for {
-					j, err := db.ClaimJob(ctx, fmt.Sprintf("runner-%d", w), time.Hour)
+					j, err := db.ClaimJob(ctx, queued, claim(fmt.Sprintf("runner-%d", w), time.Hour))
 					if app.ErrorCode(err) == app.ENOTFOUND {
 						return
 					} else if err != nil {

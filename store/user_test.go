@@ -125,7 +125,7 @@ func TestDeleteUser(t *testing.T) {
 			t.Fatal(err)
 		}
 		g := &app.JobGroup{OwnerID: alice.ID}
-		if err := db.CreateGroup(ctx, g, []int64{job.ID}, []*app.GroupTrigger{{Action: "email", Condition: "always"}}, false); err != nil {
+		if err := db.CreateGroup(ctx, g, []int64{job.ID}, []*app.GroupTrigger{{Action: "email", Condition: "always"}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.CreateSSHKey(ctx, &app.SSHKey{UserID: alice.ID, Key: "ssh-ed25519 AAAA", Fingerprint: "SHA256:a"}); err != nil {

@@ -38,15 +38,14 @@ func newAPIEnv(t testing.TB) *apiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := app.NewService(db, cfg, bytes.Repeat([]byte{7}, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("BUILDS_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	svc.Log = logger
+	svc, err := app.NewService(db, cfg, bytes.Repeat([]byte{7}, 32), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := &Server{Addr: "127.0.0.1:0", Service: svc, Config: cfg, Log: logger}
 	if err := srv.Open(); err != nil {
 		t.Fatal(err)

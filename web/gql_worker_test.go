@@ -45,7 +45,7 @@ func TestWorkerMutations(t *testing.T) {
 		t.Errorf("claim unknown job: %s", r.Raw)
 	}
 	r = we.query("", fmt.Sprintf("mutation { claim(jobId: %d) { id } }", job.ID), nil)
-	if !strings.Contains(r.errText(), "cannot move to RUNNING") {
+	if !strings.Contains(r.errText(), "is RUNNING, cannot move it to RUNNING") {
 		t.Errorf("claim twice: %s", r.Raw)
 	}
 	d = run("mutation updateTask($taskId: Int!, $status: TaskStatus!) { updateTask(taskId: $taskId, status: $status) { id tasks { status } } }",
@@ -73,7 +73,7 @@ func TestWorkerMutations(t *testing.T) {
 		t.Errorf("updateJob = %v", d)
 	}
 	r = we.query("", fmt.Sprintf("mutation { updateJob(jobId: %d, status: QUEUED) { id } }", job.ID), nil)
-	if !strings.Contains(r.errText(), "cannot move to QUEUED") {
+	if !strings.Contains(r.errText(), "is SUCCESS, cannot move it to QUEUED") {
 		t.Errorf("finished job requeued: %s", r.Raw)
 	}
 	got, err := e.db.FindJobByID(context.Background(), job.ID)

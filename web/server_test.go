@@ -47,13 +47,12 @@ func TestCloseEndsEventStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	svc, err := app.NewService(db, cfg, bytes.Repeat([]byte{7}, 32))
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	svc, err := app.NewService(db, cfg, bytes.Repeat([]byte{7}, 32), log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc.Log = log
 	srv := &web.Server{Addr: "127.0.0.1:0", Service: svc, Config: cfg, Log: log}
 	if err := srv.Open(); err != nil {
 		t.Fatal(err)

@@ -45,12 +45,11 @@ func newUIEnv(t *testing.T, configure ...func(*app.Config)) *uiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := app.NewService(db, cfg, bytes.Repeat([]byte{7}, 32))
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	svc, err := app.NewService(db, cfg, bytes.Repeat([]byte{7}, 32), log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc.Log = log
 	srv := &web.Server{Addr: "127.0.0.1:0", Service: svc, Config: cfg, Log: log}
 	if err := srv.Open(); err != nil {
 		t.Fatal(err)
