@@ -24,8 +24,31 @@ func LogPath(dataDir string, jobID int64, task string) string {
 // own offset and call Wait for more. A slow reader therefore never holds up
 // a writer: the file is the buffer and the hub only carries wake-ups.
 type LogHub struct {
-	mu   sync.Mutex
-	logs map[string]*logState
+	mu    sync.Mutex
+	logs  map[string]*logState
+	masks map[int64]*Masker // of jobs whose setup log is open
+}
+
+// setMask records the secrets of a job while its setup log is open (nil
+// forgets them).
+func (h *LogHub) setMask(jobID int64, m *Masker) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if m == nil {
+		delete(h.masks, jobID)
+		return
+	}
+	if h.masks == nil {
+		h.masks = map[int64]*Masker{}
+	}
+	h.masks[jobID] = m
+}
+
+// mask returns the secrets of a running job, nil if none are known.
+func (h *LogHub) mask(jobID int64) *Masker {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.masks[jobID]
 }
 
 type logState struct {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 )
 
 // Methods the runner uses. They run with the runner's own authority (the
@@ -32,7 +31,7 @@ func (s *Service) ClaimJob(ctx context.Context, runner string) (*ClaimedJob, err
 		if err == nil {
 			return cj, nil
 		}
-		s.AppendSetupLog(job.ID, fmt.Sprintf("Error: %s\n", ErrorMessage(err)))
+		s.SetupLogf(job.ID, "Error: %s", ErrorMessage(err))
 		if _, ferr := s.FinishJob(ctx, job.ID, JobFailed, ErrorMessage(err)); ferr != nil {
 			return nil, ferr
 		}
@@ -110,28 +109,6 @@ func (s *Service) LogPath(jobID int64, task string) string {
 	return LogPath(s.Config.Builds.DataDir, jobID, task)
 }
 
-// AppendSetupLog appends text to a job's setup log file and wakes readers.
-func (s *Service) AppendSetupLog(jobID int64, text string) {
-	p := s.LogPath(jobID, "")
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		s.Log.Error("append setup log", "job_id", jobID, "err", err)
-		return
-	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		s.Log.Error("append setup log", "job_id", jobID, "err", err)
-		return
-	}
-	defer f.Close()
-	if _, err := f.WriteString(text); err != nil {
-		s.Log.Error("append setup log", "job_id", jobID, "err", err)
-		return
-	}
-	if fi, err := f.Stat(); err == nil {
-		s.Logs.Notify(jobID, "", fi.Size())
-	}
-}
-
 // RecoverJobs fails jobs a previous process left running (it died with
 // them), writing the reason into their setup logs. It returns them so the
 // runner can clean up their leftovers.
@@ -143,7 +120,7 @@ func (s *Service) RecoverJobs(ctx context.Context) ([]*Job, error) {
 	var out []*Job
 	for _, j := range jobs {
 		reason := "the builds service restarted while this job was running"
-		s.AppendSetupLog(j.ID, fmt.Sprintf("\n[%s] Error: %s; the job was marked failed.\n", s.now().Format(time.DateTime), reason))
+		s.SetupLogf(j.ID, "Error: %s; the job was marked failed.", reason)
 		job, err := s.FinishJob(ctx, j.ID, JobFailed, reason)
 		if err != nil {
 			return out, err

@@ -286,13 +286,6 @@ func (d *Dispatcher) goTriggers(run func()) {
 	}()
 }
 
-// appendLog writes one line to the end of a job's setup log, prefixed
-// like the runner's lines ("[#<id>] <date> <time> ").
-func (d *Dispatcher) appendLog(jobID int64, format string, args ...any) {
-	prefix := fmt.Sprintf("[#%d] %s ", jobID, d.svc.Now().Format("2006/01/02 15:04:05"))
-	d.svc.AppendSetupLog(jobID, prefix+fmt.Sprintf(format, args...)+"\n")
-}
-
 // backoff is the wait after the given failed attempt (1-based).
 func (d *Dispatcher) backoff(attempt int) time.Duration {
 	b := d.Backoff

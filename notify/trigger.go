@@ -91,7 +91,7 @@ func (d *Dispatcher) jobTriggers(ctx context.Context, job *app.Job) error {
 		payload: func() any { return newJobPayload(d.cfg, job, owner, tasks) },
 		sent:    sent,
 	}
-	d.appendLog(job.ID, "Processing post-%s triggers...", job.Status)
+	d.svc.SetupLogf(job.ID, "Processing post-%s triggers...", job.Status)
 	for _, t := range m.Triggers {
 		d.runTrigger(ctx, r, trigger{action: t.Action, condition: t.Condition, to: t.To, cc: t.Cc, inReplyTo: t.InReplyTo, url: t.URL})
 	}
@@ -180,7 +180,7 @@ func (d *Dispatcher) sendGroupTriggers(ctx context.Context, job *app.Job, g *app
 		payload: func() any { return d.newGroupPayload(ctx, g, status, jobs, owner) },
 		sent:    sent,
 	}
-	d.appendLog(job.ID, "Processing post-%s triggers of job group #%d...", status, g.ID)
+	d.svc.SetupLogf(job.ID, "Processing post-%s triggers of job group #%d...", status, g.ID)
 	for _, t := range triggers {
 		d.runTrigger(ctx, r, trigger{action: t.Action, condition: t.Condition, to: t.To, cc: t.Cc, inReplyTo: t.InReplyTo, url: t.URL})
 	}
@@ -203,13 +203,13 @@ func groupStatus(jobs []*app.Job) app.JobStatus {
 // recording every attempt.
 func (d *Dispatcher) runTrigger(ctx context.Context, r *run, t trigger) {
 	if !fires(t.condition, r.status) {
-		d.appendLog(r.jobID, "Skipping trigger, condition unmet")
+		d.svc.SetupLogf(r.jobID, "Skipping trigger, condition unmet")
 		d.record(r, t, "skipped", fmt.Sprintf("condition %s unmet by status %s", t.condition, r.status), 0)
 		return
 	}
 	if k := sentKey(t.action, t.target()); r.sent[k] > 0 {
 		r.sent[k]--
-		d.appendLog(r.jobID, "Skipping trigger, already sent to %s before a restart", t.target())
+		d.svc.SetupLogf(r.jobID, "Skipping trigger, already sent to %s before a restart", t.target())
 		return
 	}
 	switch t.action {
@@ -218,7 +218,7 @@ func (d *Dispatcher) runTrigger(ctx context.Context, r *run, t trigger) {
 	case "webhook":
 		d.webhookTrigger(ctx, r, t)
 	default:
-		d.appendLog(r.jobID, "Unknown trigger action '%s'", t.action)
+		d.svc.SetupLogf(r.jobID, "Unknown trigger action '%s'", t.action)
 		d.record(r, t, "failed", fmt.Sprintf("unknown trigger action %q", t.action), 0)
 	}
 }
@@ -242,7 +242,7 @@ func (d *Dispatcher) record(r *run, t trigger, status, msg string, attempt int) 
 func (d *Dispatcher) emailTrigger(ctx context.Context, r *run, t trigger) {
 	msg, err := d.newMessage(t, r)
 	if err != nil {
-		d.appendLog(r.jobID, "Error sending email: %v", err)
+		d.svc.SetupLogf(r.jobID, "Error sending email: %v", err)
 		d.record(r, t, "failed", err.Error(), 0)
 		return
 	}
@@ -250,20 +250,20 @@ func (d *Dispatcher) emailTrigger(ctx context.Context, r *run, t trigger) {
 	for attempt := 1; ; attempt++ {
 		err := m.send(ctx, msg)
 		if err == nil {
-			d.appendLog(r.jobID, "Sent build results email to %s", strings.Join(msg.recipients(), ", "))
+			d.svc.SetupLogf(r.jobID, "Sent build results email to %s", strings.Join(msg.recipients(), ", "))
 			d.record(r, t, "sent", "sent to "+strings.Join(msg.recipients(), ", "), attempt)
 			return
 		}
 		if ctx.Err() != nil {
 			err = errors.New("shutting down: " + err.Error())
 		}
-		d.appendLog(r.jobID, "Error sending email: %v", err)
+		d.svc.SetupLogf(r.jobID, "Error sending email: %v", err)
 		d.record(r, t, "failed", err.Error(), attempt)
 		if !retryable(err) || ctx.Err() != nil || attempt >= d.cfg.Webhooks.MaxAttempts {
 			return
 		}
 		wait := d.backoff(attempt)
-		d.appendLog(r.jobID, "Retrying email in %s (attempt %d of %d)", wait, attempt+1, d.cfg.Webhooks.MaxAttempts)
+		d.svc.SetupLogf(r.jobID, "Retrying email in %s (attempt %d of %d)", wait, attempt+1, d.cfg.Webhooks.MaxAttempts)
 		if !sleep(ctx, wait) {
 			return
 		}

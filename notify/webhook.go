@@ -178,19 +178,19 @@ func truncateUTF8(s string, n int) string {
 func (d *Dispatcher) webhookTrigger(ctx context.Context, r *run, t trigger) {
 	body, err := json.Marshal(r.payload())
 	if err != nil {
-		d.appendLog(r.jobID, "Error sending webhook: %v", err)
+		d.svc.SetupLogf(r.jobID, "Error sending webhook: %v", err)
 		d.record(r, t, "failed", err.Error(), 0)
 		return
 	}
 	for attempt := 1; ; attempt++ {
-		d.appendLog(r.jobID, "Sending webhook...")
+		d.svc.SetupLogf(r.jobID, "Sending webhook...")
 		res, err := d.post(ctx, t.url, body, nil)
 		if ctx.Err() != nil && err != nil {
 			err = errors.New("shutting down: " + err.Error())
 		}
 		switch {
 		case err != nil:
-			d.appendLog(r.jobID, "Error sending webhook: %v", err)
+			d.svc.SetupLogf(r.jobID, "Error sending webhook: %v", err)
 			d.record(r, t, "failed", err.Error(), attempt)
 		default:
 			excerpt := ""
@@ -198,9 +198,9 @@ func (d *Dispatcher) webhookTrigger(ctx context.Context, r *run, t trigger) {
 				excerpt = truncateUTF8(*res.body, 2048)
 			}
 			if excerpt != "" {
-				d.appendLog(r.jobID, "Webhook response: %d\n%s", res.status, strings.TrimRight(excerpt, "\n"))
+				d.svc.SetupLogf(r.jobID, "Webhook response: %d\n%s", res.status, strings.TrimRight(excerpt, "\n"))
 			} else {
-				d.appendLog(r.jobID, "Webhook response: %d", res.status)
+				d.svc.SetupLogf(r.jobID, "Webhook response: %d", res.status)
 			}
 			status := "sent"
 			if res.status < 200 || res.status > 299 {
@@ -212,7 +212,7 @@ func (d *Dispatcher) webhookTrigger(ctx context.Context, r *run, t trigger) {
 			return
 		}
 		wait := d.backoff(attempt)
-		d.appendLog(r.jobID, "Retrying webhook in %s (attempt %d of %d)", wait, attempt+1, d.cfg.Webhooks.MaxAttempts)
+		d.svc.SetupLogf(r.jobID, "Retrying webhook in %s (attempt %d of %d)", wait, attempt+1, d.cfg.Webhooks.MaxAttempts)
 		if !sleep(ctx, wait) {
 			return
 		}

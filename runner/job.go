@@ -27,8 +27,8 @@ type jobRun struct {
 	cancel  context.CancelCauseFunc
 	release context.CancelFunc // frees the deadline timer
 
-	setup       *logFile
-	mask        *masker
+	setup       *app.LogWriter
+	mask        *app.Masker
 	guest       Guest
 	token       *app.Token // job-scoped API token, revoked at the end
 	tokenSecret string
@@ -64,7 +64,7 @@ func newJobRun(p *Pool, cj *app.ClaimedJob) *jobRun {
 		p: p, svc: p.svc, cfg: p.cfg,
 		job: cj.Job, owner: cj.Owner, m: m, tasks: cj.Tasks, deadline: deadline,
 		ctx: ctx, cancel: cancel, release: release,
-		mask:      &masker{},
+		mask:      &app.Masker{},
 		stepsDone: make(chan struct{}),
 		finished:  make(chan struct{}),
 		claimedCh: make(chan struct{}),
@@ -79,7 +79,7 @@ func (r *jobRun) logf(format string, args ...any) { r.setup.Printf(format, args.
 // the caller ends with cleanup.
 func (r *jobRun) run() (standby bool) {
 	id := r.job.ID
-	setup, err := openLog(r.svc, id, "", r.mask)
+	setup, err := r.svc.OpenLog(id, "", r.mask)
 	if err != nil {
 		r.p.log.Error("open setup log", "job_id", id, "err", err)
 		r.finish(app.JobFailed, err.Error())

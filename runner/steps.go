@@ -166,7 +166,7 @@ func (r *jobRun) mintToken() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("mint oauth token: %w", err)
 	}
-	r.mask.add(secret)
+	r.mask.Add(secret)
 	r.token = tok
 	r.tokenSecret = secret
 	return secret, nil
@@ -200,7 +200,7 @@ func (r *jobRun) sendSecrets() error {
 		if err != nil {
 			return fmt.Errorf("secret %s: %s", ref, app.ErrorMessage(err))
 		}
-		r.mask.add(string(sec.Data))
+		r.mask.Add(string(sec.Data))
 		switch sec.Type {
 		case app.SecretSSHKey:
 			s := newFileScript()

@@ -67,15 +67,14 @@ func (r *jobRun) runTasks() error {
 // runTask runs one task with its output in the task's log. It reports
 // whether the task called complete-build.
 func (r *jobRun) runTask(t *app.Task) (bool, error) {
-	lf, err := openLog(r.svc, r.job.ID, t.Name, r.mask)
+	lf, err := r.svc.OpenLog(r.job.ID, t.Name, r.mask)
 	if err != nil {
 		return false, err
 	}
 	defer lf.Close()
 	ctx, cancel := context.WithCancelCause(r.ctx)
 	defer cancel(nil)
-	lf.limit = r.cfg.Limits.LogSize
-	lf.over = func() { cancel(errLogLimit) }
+	lf.SetLimit(r.cfg.Limits.LogSize, func() { cancel(app.ErrLogLimit) })
 	// A header first: a running task's log is never empty.
 	lf.Printf("Running task %s", t.Name)
 
@@ -85,8 +84,8 @@ func (r *jobRun) runTask(t *app.Task) (bool, error) {
 	st, err := runCommand(ctx, r.guest.Client(), cmd, nil, lf, stderr)
 	stderr.flush()
 	switch {
-	case errors.Is(context.Cause(ctx), errLogLimit) && r.ctx.Err() == nil:
-		return false, fmt.Errorf("task %s: its log exceeded %s ([limits] log-size)", t.Name, app.HumanSize(lf.limit))
+	case errors.Is(context.Cause(ctx), app.ErrLogLimit) && r.ctx.Err() == nil:
+		return false, fmt.Errorf("task %s: its log exceeded %s ([limits] log-size)", t.Name, app.HumanSize(lf.Limit()))
 	case err != nil:
 		if cause := context.Cause(r.ctx); cause != nil {
 			return false, cause
@@ -101,7 +100,7 @@ func (r *jobRun) runTask(t *app.Task) (bool, error) {
 // markerWriter takes the task session's stderr: it recognises the
 // complete-build marker and passes anything else on to the task log.
 type markerWriter struct {
-	log      *logFile
+	log      *app.LogWriter
 	mu       sync.Mutex
 	buf      []byte
 	complete bool
@@ -184,7 +183,7 @@ func (r *jobRun) uploadArtifact(guest, rel string) error {
 	}
 	ctx, cancel := context.WithCancelCause(r.ctx)
 	defer cancel(nil)
-	w := &limitedFile{f: f, limit: limit, stop: func() { cancel(errLogLimit) }}
+	w := &limitedFile{f: f, limit: limit, stop: func() { cancel(app.ErrLogLimit) }}
 	st, err := runCommand(ctx, r.guest.Client(), "cat -- "+p, nil, w, r.setup)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
@@ -253,7 +252,7 @@ func (w *limitedFile) Write(p []byte) (int, error) {
 			w.over = true
 			w.stop()
 		}
-		return 0, errLogLimit
+		return 0, app.ErrLogLimit
 	}
 	n, err := w.f.Write(p)
 	w.n += int64(n)

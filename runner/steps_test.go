@@ -1,10 +1,8 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -238,44 +236,6 @@ func TestArtifacts(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestMasker(t *testing.T) {
-	m := &masker{}
-	m.add("-----BEGIN KEY-----\nAAAAsecretline1\nshort\n  BBBBsecretline2  \n-----END KEY-----\n")
-	m.add("tok3n-abcabcabd")
-	if got := len(m.secrets); got != 3 {
-		t.Fatalf("%d mask values, want 3 (armor lines and short lines are not secret)", got)
-	}
-	text := []byte("start AAAAsecretline1 x tok3n-tok3n-abcabcabd BBBBsecretline2BBBBsecretline2 AAAAsecret -----BEGIN KEY----- short tok3n-abcabcab")
-	want := "start [masked] x tok3n-[masked] [masked][masked] AAAAsecret -----BEGIN KEY----- short tok3n-abcabcab"
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 500; i++ {
-		var out, pend []byte
-		rest := text
-		for len(rest) > 0 {
-			n := 1 + rng.IntN(min(len(rest), 12))
-			var o []byte
-			o, pend = m.apply(pend, rest[:n])
-			out = append(out, o...)
-			rest = rest[n:]
-		}
-		out = append(out, pend...)
-		if string(out) != want {
-			t.Fatalf("split run %d:\n got %s\nwant %s", i, out, want)
-		}
-	}
-}
-
-func TestMaskerNoSecretsPassesThrough(t *testing.T) {
-	m := &masker{}
-	if !m.empty() {
-		t.Fatal("new masker not empty")
-	}
-	out, hold := (&masker{secrets: nil}).apply(nil, []byte("abc"))
-	if !bytes.Equal(out, []byte("abc")) || len(hold) != 0 {
-		t.Fatalf("apply = %q, %q", out, hold)
 	}
 }
 
