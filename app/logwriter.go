@@ -211,4 +211,3 @@ func (l *LogWriter) Size() int64 {
 func linePrefix(jobID int64, now time.Time) string {
 	return fmt.Sprintf("[#%d] %s", jobID, now.Local().Format("2006/01/02 15:04:05"))
 }
-

@@ -130,4 +130,3 @@ func kmpTable(v []byte) []int {
 	}
 	return fail
 }
-

@@ -45,7 +45,6 @@ func TestMaskerNoSecretsPassesThrough(t *testing.T) {
 	}
 }
 
-
 // TestSetupLogOneWriter: lines the service and notifications add to a
 // running job's setup log get the runner's prefix, the Service's clock
 // and the job's mask; they do not make a finished log live again.
