@@ -42,8 +42,10 @@ func (m *Main) checkManifest(path string) bool {
 		return false
 	}
 	man, err := app.ParseManifest(data, m.Config.Limits.ManifestSize)
-	if err == nil && m.Config.Limits.ArtifactsPerJob > 0 && len(man.Artifacts) > m.Config.Limits.ArtifactsPerJob {
-		err = app.ManifestErrors{{Field: "artifacts", Message: fmt.Sprintf("no more than %d artifacts per build are accepted", m.Config.Limits.ArtifactsPerJob)}}
+	if err == nil {
+		if cerr := m.Config.Limits.CheckArtifactCount(len(man.Artifacts)); cerr != nil {
+			err = app.ManifestErrors{{Field: "artifacts", Message: app.ErrorMessage(cerr)}}
+		}
 	}
 	if err == nil {
 		fmt.Fprintf(m.Stdout, "%s: ok (%s)\n", path, man.Summary())

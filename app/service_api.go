@@ -2,14 +2,8 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
-	"path"
-	"path/filepath"
-	"strings"
 	"time"
 )
 
@@ -159,69 +153,20 @@ func (s *Service) UpdateTaskByID(ctx context.Context, taskID int64, status TaskS
 	return s.Store.FindJobByID(ctx, t.JobID)
 }
 
-// StoreArtifact copies an uploaded artifact into the data dir and records
-// it (the createArtifact mutation). guestPath is the path in the guest; the
+// StoreArtifact stores an uploaded artifact through the artifact store
+// (the createArtifact mutation). guestPath is the path in the guest; the
 // file keeps its base name under a random directory.
 func (s *Service) StoreArtifact(ctx context.Context, jobID int64, guestPath string, r io.Reader) (*Artifact, error) {
 	if err := requireWorker(ctx); err != nil {
 		return nil, err
 	}
-	name := path.Base(guestPath)
-	if guestPath == "" || name == "/" || name == "." || name == ".." || strings.ContainsAny(guestPath, "\x00\n") {
-		return nil, Errorf(EINVALID, "invalid artifact path %q", guestPath)
-	}
-	if _, err := s.Store.FindJobByID(ctx, jobID); err != nil {
-		return nil, errNoJob(jobID)
-	}
-	existing, err := s.Store.FindArtifacts(ctx, jobID)
+	w, err := s.NewArtifact(ctx, jobID, guestPath)
 	if err != nil {
-		return nil, fmt.Errorf("find artifacts: %w", err)
-	}
-	if n := s.Config.Limits.ArtifactsPerJob; n > 0 && len(existing) >= n {
-		return nil, Errorf(EINVALID, "no more than %d artifacts per build are accepted", n)
-	}
-	rnd := make([]byte, 8)
-	rand.Read(rnd)
-	rel := path.Join(fmt.Sprint(jobID), hex.EncodeToString(rnd), name)
-	a := &Artifact{JobID: jobID, Name: name, Path: guestPath, File: rel}
-	dst := s.ArtifactPath(a)
-	size, err := writeLimited(dst, r, s.Config.Limits.ArtifactSize)
-	if err != nil {
-		os.RemoveAll(filepath.Dir(dst))
 		return nil, err
 	}
-	a.Size = size
-	if err := s.AddArtifact(ctx, a); err != nil {
-		os.RemoveAll(filepath.Dir(dst))
-		return nil, fmt.Errorf("add artifact: %w", err)
+	if _, err := io.Copy(w, r); err != nil {
+		w.Abort()
+		return nil, err
 	}
-	return a, nil
-}
-
-// writeLimited writes r to a new file at dst, refusing more than limit
-// bytes (0 = no limit).
-func writeLimited(dst string, r io.Reader, limit int64) (int64, error) {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return 0, fmt.Errorf("create artifact dir: %w", err)
-	}
-	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return 0, fmt.Errorf("create artifact: %w", err)
-	}
-	defer f.Close()
-	src := r
-	if limit > 0 {
-		src = io.LimitReader(r, limit+1)
-	}
-	n, err := io.Copy(f, src)
-	if err != nil {
-		return 0, fmt.Errorf("write artifact: %w", err)
-	}
-	if limit > 0 && n > limit {
-		return 0, Errorf(EINVALID, "artifact exceeds the maximum size of %d bytes", limit)
-	}
-	if err := f.Close(); err != nil {
-		return 0, fmt.Errorf("write artifact: %w", err)
-	}
-	return n, nil
+	return w.Commit(ctx)
 }

@@ -34,8 +34,8 @@ func (s *Service) CheckManifest(text string) (*Manifest, error) {
 		}
 		return nil, Errorf(EINVALID, "%s", err.Error())
 	}
-	if n := s.Config.Limits.ArtifactsPerJob; n > 0 && len(m.Artifacts) > n {
-		return nil, Errorf(EINVALID, "no more than %d artifacts per build are accepted (manifest lists %d)", n, len(m.Artifacts))
+	if err := s.Config.Limits.CheckArtifactCount(len(m.Artifacts)); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -93,12 +93,6 @@ func (s *Service) JobStatus(ctx context.Context, jobID int64) (JobStatus, error)
 	return job.Status, nil
 }
 
-// AddArtifact records an artifact whose file the runner has stored under
-// <data>/artifacts/<a.File>.
-func (s *Service) AddArtifact(ctx context.Context, a *Artifact) error {
-	return s.Store.CreateArtifact(ctx, a)
-}
-
 // ArtifactPath returns the on-disk path of an artifact's file.
 func (s *Service) ArtifactPath(a *Artifact) string {
 	return filepath.Join(s.Config.Builds.DataDir, "artifacts", filepath.FromSlash(a.File))

@@ -3,13 +3,8 @@ package runner
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -139,80 +134,79 @@ func (w *markerWriter) flush() {
 }
 
 // uploadArtifacts copies the manifest's artifacts out of the guest into
-// <data>/artifacts/<job>/<random>/<basename> (behaviour.md §1.9).
+// the artifact store (behaviour.md §1.9). A build listing more than
+// [limits] artifacts-per-job uploads none and says so.
 func (r *jobRun) uploadArtifacts() error {
 	arts := r.m.Artifacts
 	if len(arts) == 0 {
 		return nil
 	}
-	if n := r.cfg.Limits.ArtifactsPerJob; n > 0 && len(arts) > n {
-		r.logf("Error: no more than %d artifacts per build are accepted.", n)
+	if err := r.cfg.Limits.CheckArtifactCount(len(arts)); err != nil {
+		r.logf("Error: %s", app.ErrorMessage(err))
 		return nil
 	}
-	rnd := make([]byte, 8)
-	rand.Read(rnd)
-	rel := path.Join(fmt.Sprint(r.job.ID), hex.EncodeToString(rnd))
 	for _, a := range arts {
 		r.logf("Uploading %s", a)
-		if err := r.uploadArtifact(a, rel); err != nil {
+		if err := r.uploadArtifact(a); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (r *jobRun) uploadArtifact(guest, rel string) error {
+func (r *jobRun) uploadArtifact(guest string) error {
 	p := guestPath(guest)
 	size, err := r.artifactSize(guest, p)
 	if err != nil {
 		return err
 	}
-	limit := r.cfg.Limits.ArtifactSize
-	if limit > 0 && size > limit {
-		return fmt.Errorf("artifact %s is %s, more than the %s allowed per artifact ([limits] artifact-size)", guest, app.HumanSize(size), app.HumanSize(limit))
+	if err := r.cfg.Limits.CheckArtifactSize(guest, size); err != nil {
+		return errors.New(app.ErrorMessage(err))
 	}
-	name := path.Base(guest)
-	a := &app.Artifact{JobID: r.job.ID, Name: name, Path: guest, File: path.Join(rel, name)}
-	dst := r.svc.ArtifactPath(a)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return fmt.Errorf("store artifact: %w", err)
-	}
-	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	w, err := r.svc.NewArtifact(r.dbCtx(), r.job.ID, guest)
 	if err != nil {
-		return fmt.Errorf("store artifact: %w", err)
+		return fmt.Errorf("store artifact %s: %s", guest, app.ErrorMessage(err))
 	}
+	// the copy stops as soon as the artifact outgrows the limit
 	ctx, cancel := context.WithCancelCause(r.ctx)
 	defer cancel(nil)
-	w := &limitedFile{f: f, limit: limit, stop: func() { cancel(app.ErrLogLimit) }}
-	st, err := runCommand(ctx, r.guest.Client(), "cat -- "+p, nil, w, r.setup)
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
+	out := writerFunc(func(b []byte) (int, error) {
+		n, err := w.Write(b)
+		if w.TooLarge() {
+			cancel(app.ErrLogLimit)
+		}
+		return n, err
+	})
+	st, err := runCommand(ctx, r.guest.Client(), "cat -- "+p, nil, out, r.setup)
 	switch {
-	case w.over:
-		os.Remove(dst)
+	case w.TooLarge():
+		w.Abort()
 		if cause := context.Cause(r.ctx); cause != nil {
 			return cause
 		}
-		return fmt.Errorf("artifact %s grew past the %s allowed per artifact ([limits] artifact-size) while it was copied", guest, app.HumanSize(limit))
+		return fmt.Errorf("artifact %s grew past the %s allowed per artifact ([limits] artifact-size) while it was copied", guest, app.HumanSize(r.cfg.Limits.ArtifactSize))
 	case err != nil:
-		os.Remove(dst)
+		w.Abort()
 		if cause := context.Cause(r.ctx); cause != nil {
 			return cause
 		}
 		return fmt.Errorf("copy artifact %s: %w", guest, err)
 	case st != 0:
-		os.Remove(dst)
+		w.Abort()
 		return &exitError{what: "copy artifact " + guest, status: st}
 	}
-	a.Size = w.n
-	if err := r.svc.AddArtifact(r.dbCtx(), a); err != nil {
-		os.Remove(dst)
+	a, err := w.Commit(r.dbCtx())
+	if err != nil {
 		return fmt.Errorf("record artifact %s: %w", guest, err)
 	}
-	r.logf("Uploaded %s (%s): %s", name, app.HumanSize(a.Size), r.cfg.ArtifactURL(a))
+	r.logf("Uploaded %s (%s): %s", a.Name, app.HumanSize(a.Size), r.cfg.ArtifactURL(a))
 	return nil
 }
+
+// writerFunc is an io.Writer made of a function.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 // artifactSize checks that an artifact is a regular file and returns its
 // size.
@@ -234,27 +228,4 @@ func (r *jobRun) artifactSize(guest, p string) (int64, error) {
 		return 0, fmt.Errorf("artifact %s: unexpected size %q", guest, out.String())
 	}
 	return n, nil
-}
-
-// limitedFile writes at most limit bytes (0 = no limit) and remembers
-// whether more came.
-type limitedFile struct {
-	f     *os.File
-	limit int64
-	stop  func()
-	n     int64
-	over  bool
-}
-
-func (w *limitedFile) Write(p []byte) (int, error) {
-	if w.limit > 0 && w.n+int64(len(p)) > w.limit {
-		if !w.over {
-			w.over = true
-			w.stop()
-		}
-		return 0, app.ErrLogLimit
-	}
-	n, err := w.f.Write(p)
-	w.n += int64(n)
-	return n, err
 }

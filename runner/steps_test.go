@@ -176,7 +176,7 @@ func TestArtifacts(t *testing.T) {
 			script: "touch a b",
 			paths:  []string{"a", "b"},
 			status: app.JobSuccess,
-			log:    []string{"Error: no more than 1 artifacts per build are accepted."},
+			log:    []string{"Error: no more than 1 artifacts per build are accepted (2 given)"},
 		},
 		{
 			name:   "FailedJobHasNone",

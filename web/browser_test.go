@@ -356,7 +356,7 @@ func (e *uiEnv) seedJobs(alice *app.User) *app.Job {
 	e.appendLog(bad, "build", "+ make\ncc -o app main.c\nmain.c:3:1: \x1b[1;31merror:\x1b[0m expected \x1b[1m';'\x1b[0m before '}' token\nmake: *** [Makefile:2: app] Error 1\n")
 	e.setTask(bad, "build", app.TaskFailed)
 	art := &app.Artifact{JobID: bad.ID, Name: "app.log", Path: "/home/build/app.log", Size: 48213, File: "2/app.log"}
-	if err := e.svc.AddArtifact(context.Background(), art); err != nil {
+	if err := e.db.CreateArtifact(context.Background(), art); err != nil {
 		e.t.Fatal(err)
 	}
 	e.svc.Logs.Close(bad.ID, "")

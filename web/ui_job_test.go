@@ -57,7 +57,7 @@ func TestUIJobPageFinished(t *testing.T) {
 	e.setTask(job, "build", app.TaskFailed)
 	e.appendLog(job, "build", "error: it broke\nlast line without newline")
 	art := &app.Artifact{JobID: job.ID, Name: "out.tar.gz", Path: "/home/build/out.tar.gz", Size: 3 << 20, File: fmt.Sprintf("%d/out.tar.gz", job.ID)}
-	if err := e.svc.AddArtifact(context.Background(), art); err != nil {
+	if err := e.db.CreateArtifact(context.Background(), art); err != nil {
 		t.Fatal(err)
 	}
 	e.svc.Logs.Close(job.ID, "")
