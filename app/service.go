@@ -86,16 +86,38 @@ func requireUser(ctx context.Context) (*User, error) {
 	return nil, Errorf(EUNAUTHORIZED, "authentication required")
 }
 
-// requireGrant checks the caller's token grants.
-func requireGrant(ctx context.Context, scope Scope, kind Access) error {
+// CheckGrant is the one grant check, for the Service's own methods and
+// the API's @access directive alike: EUNAUTHORIZED without an identity,
+// EFORBIDDEN when the identity lacks scope:kind.
+func CheckGrant(ctx context.Context, scope Scope, kind Access) error {
 	a := AuthFromContext(ctx)
 	if a == nil || a.User == nil && a.Kind != AuthSystem {
 		return Errorf(EUNAUTHORIZED, "authentication required")
 	}
-	if !a.Can(scope, kind) {
-		return Errorf(EFORBIDDEN, "access denied: this token lacks the %s:%s grant", scope, kind)
+	if a.Can(scope, kind) {
+		return nil
 	}
-	return nil
+	if a.Kind == AuthWebhook && kind == RW {
+		return Errorf(EFORBIDDEN, "access denied: webhook queries are read-only")
+	}
+	return Errorf(EFORBIDDEN, "access denied: this token lacks the %s:%s grant", scope, kind)
+}
+
+func requireGrant(ctx context.Context, scope Scope, kind Access) error {
+	return CheckGrant(ctx, scope, kind)
+}
+
+// CanCancel reports whether the caller may cancel job now: its owner (or
+// an admin) while the state machine lets it go to cancelled.
+func CanCancel(ctx context.Context, job *Job) bool {
+	if !job.Status.CanTransition(JobCancelled) {
+		return false
+	}
+	if isOwner(ctx, job) {
+		return true
+	}
+	u := UserFromContext(ctx)
+	return u != nil && u.Admin
 }
 
 func isSystem(ctx context.Context) bool {

@@ -96,14 +96,19 @@ func (s *Service) DeleteAccount(ctx context.Context) (*User, error) {
 	return a.User, nil
 }
 
-// requireWorker admits only the appliance's own runners. User tokens never
-// pass, whatever their grants.
-func requireWorker(ctx context.Context) error {
-	if !isSystem(ctx) {
+// CheckWorker admits only the appliance's own runners (the @worker
+// directive): user tokens never pass, whatever their grants.
+func CheckWorker(ctx context.Context) error {
+	switch a := AuthFromContext(ctx); {
+	case a == nil:
+		return Errorf(EUNAUTHORIZED, "authentication required")
+	case a.Kind != AuthSystem:
 		return Errorf(EFORBIDDEN, "access denied: worker only")
 	}
 	return nil
 }
+
+func requireWorker(ctx context.Context) error { return CheckWorker(ctx) }
 
 // ClaimJobByID moves one queued job to running for runner (the claim
 // mutation). ECONFLICT if the job is not queued.

@@ -169,16 +169,14 @@ func (s *Service) Cancel(ctx context.Context, id int64) (*Job, error) {
 	if err := requireGrant(ctx, ScopeJobs, RW); err != nil {
 		return nil, err
 	}
-	job, err := s.OwnJob(ctx, id)
+	job, err := s.Job(ctx, id)
 	if err != nil {
-		if u := UserFromContext(ctx); u == nil || !u.Admin {
-			return nil, err
-		}
-		if job, err = s.Store.FindJobByID(ctx, id); err != nil {
+		return nil, err
+	}
+	if !CanCancel(ctx, job) {
+		if !isOwner(ctx, job) && (UserFromContext(ctx) == nil || !UserFromContext(ctx).Admin) {
 			return nil, errNoJob(id)
 		}
-	}
-	if job.Status.Final() {
 		return nil, Errorf(ECONFLICT, "job %d has already finished (%s)", id, strings.ToUpper(string(job.Status)))
 	}
 	return s.moveJob(ctx, id, move{to: JobCancelled, reason: "cancelled by " + callerName(ctx)})

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/graphql-go/graphql"
@@ -23,22 +24,34 @@ func (e *gqlFieldError) Error() string { return e.msg }
 // Extensions implements gqlerrors.ExtendedError.
 func (e *gqlFieldError) Extensions() map[string]any { return map[string]any{"code": e.code} }
 
-// gqlCode maps application error codes to GraphQL extension codes, in one
-// place (httpStatus in server.go is the HTTP counterpart).
+// errorCodes is the one table from application error codes to what
+// clients see: the HTTP status and the GraphQL extension code. Any other
+// error is internal (500, INTERNAL) and is logged where it is answered.
+var errorCodes = map[string]struct {
+	status int
+	gql    string
+}{
+	app.EINVALID:      {http.StatusBadRequest, "BAD_USER_INPUT"},
+	app.ENOTFOUND:     {http.StatusNotFound, "NOT_FOUND"},
+	app.EUNAUTHORIZED: {http.StatusUnauthorized, "UNAUTHENTICATED"},
+	app.EFORBIDDEN:    {http.StatusForbidden, "FORBIDDEN"},
+	app.ECONFLICT:     {http.StatusConflict, "CONFLICT"},
+}
+
+// gqlCode maps an error to its GraphQL extension code.
 func gqlCode(err error) string {
-	switch app.ErrorCode(err) {
-	case app.EINVALID:
-		return "BAD_USER_INPUT"
-	case app.ENOTFOUND:
-		return "NOT_FOUND"
-	case app.EUNAUTHORIZED:
-		return "UNAUTHENTICATED"
-	case app.EFORBIDDEN:
-		return "FORBIDDEN"
-	case app.ECONFLICT:
-		return "CONFLICT"
+	if c, ok := errorCodes[app.ErrorCode(err)]; ok {
+		return c.gql
 	}
 	return "INTERNAL"
+}
+
+// httpStatus maps an error to its HTTP status.
+func httpStatus(err error) int {
+	if c, ok := errorCodes[app.ErrorCode(err)]; ok {
+		return c.status
+	}
+	return http.StatusInternalServerError
 }
 
 // gqlResolver is a field gqlResolver that may return any error; wrap turns its
@@ -74,19 +87,22 @@ func errAuthRequired() error {
 		msg: "Authorization header is required. Expected 'Authorization: Bearer [token]'"}
 }
 
-// checkAccess enforces @access(scope, kind) for the caller.
+// checkAccess enforces @access(scope, kind) for the caller through the
+// one grant check, app.CheckGrant; the API words a missing identity its
+// own way.
 func checkAccess(ctx context.Context, scope app.Scope, kind app.Access) error {
-	a := app.AuthFromContext(ctx)
-	if a == nil || a.User == nil && a.Kind != app.AuthSystem {
+	return directiveError(app.CheckGrant(ctx, scope, kind))
+}
+
+// directiveError turns an access refusal into the API's field error.
+func directiveError(err error) error {
+	switch app.ErrorCode(err) {
+	case "":
+		return nil
+	case app.EUNAUTHORIZED:
 		return errAuthRequired()
 	}
-	if a.Can(scope, kind) {
-		return nil
-	}
-	if a.Kind == app.AuthWebhook && kind == app.RW {
-		return &gqlFieldError{code: "FORBIDDEN", msg: "access denied: webhook queries are read-only"}
-	}
-	return &gqlFieldError{code: "FORBIDDEN", msg: fmt.Sprintf("access denied: this token lacks the %s:%s grant", scope, kind)}
+	return &gqlFieldError{code: gqlCode(err), msg: app.ErrorMessage(err)}
 }
 
 // access wraps a gqlResolver with @access(scope, kind).
@@ -110,15 +126,12 @@ func (g *schemaBuilder) authed(fn gqlResolver) graphql.FieldResolveFn {
 	})
 }
 
-// worker wraps a @worker gqlResolver: build runners only, never user tokens.
+// worker wraps a @worker gqlResolver: build runners only, never user
+// tokens (app.CheckWorker).
 func (g *schemaBuilder) worker(fn gqlResolver) graphql.FieldResolveFn {
 	return g.wrap(func(p graphql.ResolveParams) (any, error) {
-		a := app.AuthFromContext(p.Context)
-		if a == nil || a.Kind != app.AuthSystem {
-			if a == nil {
-				return nil, errAuthRequired()
-			}
-			return nil, &gqlFieldError{code: "FORBIDDEN", msg: "access denied: worker only"}
+		if err := directiveError(app.CheckWorker(p.Context)); err != nil {
+			return nil, err
 		}
 		return fn(p)
 	})

@@ -66,7 +66,7 @@ func (u *ui) handleJobView(w http.ResponseWriter, r *http.Request) {
 		IsOwner: viewer != nil && viewer.ID == job.OwnerID,
 		Crumbs:  tagCrumbs(owner.Username, job.Tags),
 	}
-	p.CanCancel = !job.Status.Final() && viewer != nil && (p.IsOwner || viewer.Admin)
+	p.CanCancel = app.CanCancel(ctx, job)
 	p.Duration = jobDuration(p.Now, job)
 	p.Manifest = strings.Split(strings.TrimSuffix(strings.ReplaceAll(job.Manifest, "\r\n", "\n"), "\n"), "\n")
 	var err error

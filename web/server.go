@@ -183,20 +183,3 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		s.Log.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
 	})
 }
-
-// httpStatus maps application error codes to HTTP statuses, in one place.
-func httpStatus(err error) int {
-	switch app.ErrorCode(err) {
-	case app.EINVALID:
-		return http.StatusBadRequest
-	case app.ENOTFOUND:
-		return http.StatusNotFound
-	case app.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case app.EFORBIDDEN:
-		return http.StatusForbidden
-	case app.ECONFLICT:
-		return http.StatusConflict
-	}
-	return http.StatusInternalServerError
-}
