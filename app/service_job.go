@@ -202,3 +202,22 @@ func (s *Service) SetVisibility(ctx context.Context, id int64, v Visibility) (*J
 	}
 	return s.Store.UpdateJob(ctx, id, JobUpdate{Visibility: &v})
 }
+
+// TasksForJobs loads the tasks of several jobs in one query, keyed by job
+// id. Jobs the caller may not see are left out.
+func (s *Service) TasksForJobs(ctx context.Context, jobs []*Job) (map[int64][]*Task, error) {
+	ids := make([]int64, 0, len(jobs))
+	for _, j := range jobs {
+		if CanView(ctx, j) {
+			ids = append(ids, j.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return map[int64][]*Task{}, nil
+	}
+	m, err := s.Store.FindTasksForJobs(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("find tasks: %w", err)
+	}
+	return m, nil
+}

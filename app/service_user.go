@@ -238,3 +238,25 @@ func (s *Service) DeleteUser(ctx context.Context, userID int64) error {
 	}
 	return nil
 }
+
+// DeleteAccount deletes the caller's own account with all its jobs, logs,
+// artifacts, secrets and webhooks. Because it cannot be undone it needs a
+// web session or a token carrying all grants; a token limited to some
+// scopes is refused.
+func (s *Service) DeleteAccount(ctx context.Context) (*User, error) {
+	a := AuthFromContext(ctx)
+	if a == nil || a.User == nil {
+		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	switch {
+	case a.Kind == AuthSession:
+	case a.Kind == AuthToken && a.Grants == nil:
+	default:
+		return nil, Errorf(EFORBIDDEN, "access denied: deleting an account needs a token with all grants")
+	}
+	if err := s.DeleteUser(ctx, a.User.ID); err != nil {
+		return nil, err
+	}
+	s.Log.Info("account deleted", "user", a.User.Username)
+	return a.User, nil
+}

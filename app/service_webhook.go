@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"time"
 )
 
 // WebhookInput is createUserWebhook's config.
@@ -122,4 +123,48 @@ func (s *Service) WebhookDeliveries(ctx context.Context, w *WebhookSubscription,
 		return nil, err
 	}
 	return &DeliveryList{Deliveries: list, Cursor: next}, nil
+}
+
+// WebhookPayload is one event as a webhook query sees it (GraphQL
+// JobEvent): the delivery's UUID, the event, when it happened and the job.
+type WebhookPayload struct {
+	UUID  string
+	Event WebhookEvent
+	Date  time.Time
+	Job   *Job
+}
+
+// NewWebhookPayload returns a payload for event on job with a fresh UUID.
+func (s *Service) NewWebhookPayload(event WebhookEvent, job *Job) WebhookPayload {
+	return WebhookPayload{UUID: newUUID(), Event: event, Date: s.now(), Job: job}
+}
+
+// WebhookAuth returns the identity a subscription's query runs with: its
+// creator, limited to the creating token's grants and read-only. It fails
+// when the creator is gone, or the creating token was revoked or expired.
+func (s *Service) WebhookAuth(ctx context.Context, sub *WebhookSubscription) (*Auth, error) {
+	u, err := s.Store.FindUserByID(ctx, sub.UserID)
+	if err != nil {
+		return nil, fmt.Errorf("find webhook owner: %w", err)
+	}
+	now := s.now()
+	if sub.Expires != nil && !now.Before(*sub.Expires) {
+		return nil, Errorf(EFORBIDDEN, "webhook subscription %d has expired", sub.ID)
+	}
+	if sub.TokenID != nil {
+		t, err := s.Store.FindTokenByID(ctx, *sub.TokenID)
+		if ErrorCode(err) == ENOTFOUND {
+			return nil, Errorf(EFORBIDDEN, "the token that created webhook subscription %d was revoked", sub.ID)
+		} else if err != nil {
+			return nil, fmt.Errorf("find webhook token: %w", err)
+		}
+		if t.Expired(now) {
+			return nil, Errorf(EFORBIDDEN, "the token that created webhook subscription %d has expired", sub.ID)
+		}
+	}
+	g, err := ParseGrants(sub.Grants)
+	if err != nil {
+		return nil, fmt.Errorf("grants of webhook subscription %d: %w", sub.ID, err)
+	}
+	return &Auth{Kind: AuthWebhook, User: u, Grants: g}, nil
 }
