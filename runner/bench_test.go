@@ -200,7 +200,7 @@ func BenchmarkVMGuestNetwork(b *testing.B) {
 	defer cancel()
 	vm, err := startVM(ctx, VMConfig{Image: img, CPUs: 2, MemoryMiB: 1024, Accel: "tcg", WorkDir: b.TempDir(),
 		BootTimeout: 2 * time.Minute, AuthorizedKey: pub, ClientSigner: signer, Network: policy},
-		bootSpec{Extra: []string{"-netdev", "user,id=n1,net=10.0.3.0/24",
+		kernelBoot{Extra: []string{"-netdev", "user,id=n1,net=10.0.3.0/24",
 			"-device", "virtio-net-pci,netdev=n1,mac=52:54:00:12:34:57"}})
 	if err != nil {
 		b.Fatal(err)

@@ -16,9 +16,9 @@ import (
 // qemuBinary is the system emulator for amd64 guests.
 const qemuBinary = "qemu-system-x86_64"
 
-// bootSpec is how a guest is started: which kernel, initrd and command line
+// kernelBoot is how QEMU starts a guest: which kernel, initrd and command line
 // QEMU loads directly (no bootloader).
-type bootSpec struct {
+type kernelBoot struct {
 	Kernel  string // PVH vmlinux (entered directly) or bzImage (via firmware)
 	Initrd  string // "" = none
 	Cmdline string
@@ -30,7 +30,7 @@ type bootSpec struct {
 // datagram socket QEMU has as file descriptor netFD, serial console on
 // stdout, QMP on a unix socket, and the optional per-job key through
 // fw_cfg.
-func qemuArgs(cfg VMConfig, spec bootSpec, overlay, qmpSock, keyFile string, netFD int) []string {
+func qemuArgs(cfg VMConfig, spec kernelBoot, overlay, qmpSock, keyFile string, netFD int) []string {
 	cpu := cfg.CPUModel
 	if cpu == "" {
 		cpu = "qemu64"

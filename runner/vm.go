@@ -96,12 +96,12 @@ type VM struct {
 // host key pinned. A kernel panic or QEMU exit fails with the console tail;
 // a boot that times out is retried once.
 func StartVM(ctx context.Context, cfg VMConfig) (*VM, error) {
-	return startVM(ctx, cfg, bootSpec{})
+	return startVM(ctx, cfg, kernelBoot{})
 }
 
 // startVM is StartVM with an explicit kernel/initrd/cmdline (zero = the
 // image's own); benchmarks use it to boot the stock way.
-func startVM(ctx context.Context, cfg VMConfig, spec bootSpec) (*VM, error) {
+func startVM(ctx context.Context, cfg VMConfig, spec kernelBoot) (*VM, error) {
 	if err := checkConfig(&cfg); err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func checkConfig(cfg *VMConfig) error {
 }
 
 // bootOnce makes one boot attempt. On error everything it started is gone.
-func bootOnce(ctx context.Context, cfg VMConfig, spec bootSpec, sshCfg *ssh.ClientConfig) (*VM, error) {
+func bootOnce(ctx context.Context, cfg VMConfig, spec kernelBoot, sshCfg *ssh.ClientConfig) (*VM, error) {
 	vm := &VM{cfg: cfg, overlay: filepath.Join(cfg.WorkDir, "disk.qcow2")}
 	os.Remove(vm.overlay)
 	if err := createOverlay(ctx, cfg.Image.Disk(), vm.overlay); err != nil {
@@ -217,7 +217,7 @@ func (vm *VM) prepare() error {
 
 // launch starts QEMU in its own process group, attached to a new guest
 // network. It returns an error if QEMU exits at once.
-func (vm *VM) launch(spec bootSpec) error {
+func (vm *VM) launch(spec kernelBoot) error {
 	n, err := guestnet.New(guestnet.Config{Policy: vm.cfg.Network, Refused: vm.cfg.NetRefused})
 	if err != nil {
 		return fmt.Errorf("start vm: %w", err)

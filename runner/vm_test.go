@@ -69,7 +69,7 @@ func TestQemuArgs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := qemuArgs(tt.cfg, bootSpec{Kernel: "/img/vmlinux", Cmdline: "quiet"}, "/w/disk.qcow2", "/w/qmp.sock", tt.keyFile, 3)
+			args := qemuArgs(tt.cfg, kernelBoot{Kernel: "/img/vmlinux", Cmdline: "quiet"}, "/w/disk.qcow2", "/w/qmp.sock", tt.keyFile, 3)
 			joined := " " + strings.Join(args, " ") + " "
 			for _, w := range tt.want {
 				if !strings.Contains(joined, " "+w+" ") {
@@ -284,12 +284,12 @@ func TestProbeAccelAuto(t *testing.T) {
 func benchBoot(b *testing.B, stock bool) {
 	img := imagestest.Bookworm(b)
 	pub, signer := jobKey(b)
-	spec := bootSpec{}
+	spec := kernelBoot{}
 	if stock {
 		// builds.sr.ht's path as far as it applies without a bootloader
 		// disk: SeaBIOS loads the bzImage, initramfs-tools' udev initrd
 		// finds the root disk.
-		spec = bootSpec{
+		spec = kernelBoot{
 			Kernel:  filepath.Join(img.Dir, images.StockKernelFile),
 			Initrd:  filepath.Join(img.Dir, images.StockInitrdFile),
 			Cmdline: "root=/dev/vda rw console=ttyS0 quiet panic=-1",
