@@ -134,15 +134,9 @@ func (c *console) Write(p []byte) (int, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.partial = append(c.partial, p...)
-	for {
-		i := bytes.IndexByte(c.partial, '\n')
-		if i < 0 {
-			break
-		}
-		c.line(strings.TrimRight(string(c.partial[:i]), "\r"))
-		c.partial = c.partial[i+1:]
-	}
+	c.partial = eachLine(c.partial, p, func(l []byte) {
+		c.line(strings.TrimRight(string(l[:len(l)-1]), "\r"))
+	})
 	if len(c.partial) > 4096 { // a line without end: keep it bounded
 		c.line(string(c.partial))
 		c.partial = c.partial[:0]
@@ -167,6 +161,20 @@ func (c *console) line(l string) {
 			c.panicMsg = l
 		}
 		close(c.panicked)
+	}
+}
+
+// eachLine appends p to the partial line pending and calls fn with each
+// complete line (newline included); it returns the new partial line.
+func eachLine(pending, p []byte, fn func(line []byte)) []byte {
+	pending = append(pending, p...)
+	for {
+		i := bytes.IndexByte(pending, '\n')
+		if i < 0 {
+			return pending
+		}
+		fn(pending[:i+1])
+		pending = pending[i+1:]
 	}
 }
 

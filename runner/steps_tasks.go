@@ -104,15 +104,7 @@ type markerWriter struct {
 func (w *markerWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		w.line(w.buf[:i+1])
-		w.buf = w.buf[i+1:]
-	}
+	w.buf = eachLine(w.buf, p, w.line)
 	return len(p), nil
 }
 
