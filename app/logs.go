@@ -25,7 +25,7 @@ func LogPath(dataDir string, jobID int64, task string) string {
 // a writer: the file is the buffer and the hub only carries wake-ups.
 type LogHub struct {
 	mu    sync.Mutex
-	logs  map[string]*logState
+	logs  map[logKey]*logState
 	masks map[int64]*Masker // of jobs whose setup log is open
 }
 
@@ -54,28 +54,42 @@ func (h *LogHub) mask(jobID int64) *Masker {
 type logState struct {
 	size   int64
 	closed bool
-	wake   chan struct{} // closed and replaced on every change
+	// wake is closed on the next change; it is made only when a reader
+	// waits, so a writer's Notify with nobody waiting costs no allocation.
+	wake chan struct{}
 }
 
-func hubKey(jobID int64, task string) string { return fmt.Sprint(jobID, "/", task) }
+// logKey names one log in the hub.
+type logKey struct {
+	jobID int64
+	task  string
+}
 
-func (h *LogHub) state(key string) *logState {
+func (h *LogHub) state(key logKey) *logState {
 	if h.logs == nil {
-		h.logs = map[string]*logState{}
+		h.logs = map[logKey]*logState{}
 	}
 	st := h.logs[key]
 	if st == nil {
-		st = &logState{wake: make(chan struct{})}
+		st = &logState{}
 		h.logs[key] = st
 	}
 	return st
+}
+
+// wakeAll wakes the readers waiting on the log.
+func (st *logState) wakeAll() {
+	if st.wake != nil {
+		close(st.wake)
+		st.wake = nil
+	}
 }
 
 // Open marks a log as live (being written).
 func (h *LogHub) Open(jobID int64, task string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	st := h.state(hubKey(jobID, task))
+	st := h.state(logKey{jobID, task})
 	st.closed = false
 }
 
@@ -83,10 +97,9 @@ func (h *LogHub) Open(jobID int64, task string) {
 func (h *LogHub) Notify(jobID int64, task string, size int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	st := h.state(hubKey(jobID, task))
+	st := h.state(logKey{jobID, task})
 	st.size = size
-	close(st.wake)
-	st.wake = make(chan struct{})
+	st.wakeAll()
 }
 
 // Close marks a log as complete and wakes its readers; later Waits return
@@ -94,25 +107,28 @@ func (h *LogHub) Notify(jobID int64, task string, size int64) {
 func (h *LogHub) Close(jobID int64, task string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	key := hubKey(jobID, task)
-	st := h.state(key)
+	st := h.state(logKey{jobID, task})
 	st.closed = true
-	close(st.wake)
-	st.wake = make(chan struct{})
+	st.wakeAll()
 }
 
-// Forget drops the hub's state for a finished job's log.
+// Forget drops the hub's state for a finished job's log, waking readers
+// still waiting on it so they see it is gone.
 func (h *LogHub) Forget(jobID int64, task string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.logs, hubKey(jobID, task))
+	key := logKey{jobID, task}
+	if st := h.logs[key]; st != nil {
+		st.wakeAll()
+	}
+	delete(h.logs, key)
 }
 
 // Live reports whether the log is open for writing.
 func (h *LogHub) Live(jobID int64, task string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	st := h.logs[hubKey(jobID, task)]
+	st := h.logs[logKey{jobID, task}]
 	return st != nil && !st.closed
 }
 
@@ -120,7 +136,7 @@ func (h *LogHub) Live(jobID int64, task string) bool {
 // It reports whether the log may still grow (false once closed or unknown).
 func (h *LogHub) Wait(ctx context.Context, jobID int64, task string, offset int64) bool {
 	h.mu.Lock()
-	st := h.logs[hubKey(jobID, task)]
+	st := h.logs[logKey{jobID, task}]
 	if st == nil || st.closed {
 		h.mu.Unlock()
 		return false
@@ -128,6 +144,9 @@ func (h *LogHub) Wait(ctx context.Context, jobID int64, task string, offset int6
 	if st.size > offset {
 		h.mu.Unlock()
 		return true
+	}
+	if st.wake == nil {
+		st.wake = make(chan struct{})
 	}
 	wake := st.wake
 	h.mu.Unlock()
@@ -142,7 +161,7 @@ func (h *LogHub) Wait(ctx context.Context, jobID int64, task string, offset int6
 func (h *LogHub) size(jobID int64, task string) int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if st := h.logs[hubKey(jobID, task)]; st != nil {
+	if st := h.logs[logKey{jobID, task}]; st != nil {
 		return st.size
 	}
 	return 0

@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,16 +27,26 @@ type LogWriter struct {
 	now   func() time.Time
 	jobID int64
 	task  string
-	mask  *Masker
 	limit int64  // 0 = unlimited
 	over  func() // called once when the limit is hit (stops the task)
 
 	mu     sync.Mutex
 	f      *os.File
 	size   int64
-	pend   []byte // held back by the masker
+	masked *MaskWriter // nil without a mask; writes into emit
 	full   bool
 	closed bool
+}
+
+// logSink is a LogWriter's unmasked side, the writer its MaskWriter
+// writes to (under the LogWriter's lock).
+type logSink LogWriter
+
+func (s *logSink) Write(b []byte) (int, error) {
+	if err := (*LogWriter)(s).emit(b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 // OpenLog creates (or appends to) a job's log file and marks it live.
@@ -59,7 +70,10 @@ func (s *Service) OpenLog(jobID int64, task string, mask *Masker) (*LogWriter, e
 	if task == "" {
 		s.Logs.setMask(jobID, mask)
 	}
-	l := &LogWriter{hub: s.Logs, now: s.Now, jobID: jobID, task: task, mask: mask, f: f, size: fi.Size()}
+	l := &LogWriter{hub: s.Logs, now: s.Now, jobID: jobID, task: task, f: f, size: fi.Size()}
+	if mask != nil {
+		l.masked = mask.NewWriter((*logSink)(l))
+	}
 	l.hub.Notify(jobID, task, l.size)
 	return l, nil
 }
@@ -85,9 +99,8 @@ func (l *LogWriter) Limit() int64 {
 // the log as live or complete as it was.
 func (s *Service) SetupLogf(jobID int64, format string, args ...any) {
 	line := linePrefix(jobID, s.Now()) + " " + strings.TrimSuffix(fmt.Sprintf(format, args...), "\n") + "\n"
-	if m := s.Logs.mask(jobID); m != nil && !m.Empty() {
-		out, hold := m.Apply(nil, []byte(line))
-		line = string(out) + string(hold)
+	if m := s.Logs.mask(jobID); !m.Empty() {
+		line = m.maskString(line)
 	}
 	path := s.LogPath(jobID, "")
 	err := os.MkdirAll(filepath.Dir(path), 0o700)
@@ -117,14 +130,43 @@ func (l *LogWriter) Write(p []byte) (int, error) {
 	if l.full {
 		return 0, ErrLogLimit
 	}
-	out := p
-	if l.mask != nil && !l.mask.Empty() {
-		out, l.pend = l.mask.Apply(l.pend, p)
+	if l.masked != nil {
+		return l.masked.Write(p)
 	}
-	if err := l.emit(out); err != nil {
+	if err := l.emit(p); err != nil {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// copyBufSize is the buffer ReadFrom reads with: a task session delivers
+// whatever its channel holds (up to its 2 MiB window), and fewer, larger
+// writes mean fewer file writes, masking passes and wake-ups than
+// io.Copy's 32 KiB.
+const copyBufSize = 256 << 10
+
+// ReadFrom copies r into the log until EOF or a write fails (the size
+// limit); io.Copy uses it, so a session's output is read in large pieces.
+// It writes what each Read returned at once: nothing waits for a buffer
+// to fill.
+func (l *LogWriter) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, copyBufSize)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := l.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // emit writes b (already masked), enforcing the size limit.
@@ -175,10 +217,8 @@ func (l *LogWriter) Flush() {
 }
 
 func (l *LogWriter) flush() {
-	if len(l.pend) > 0 && !l.full && !l.closed {
-		p := l.pend
-		l.pend = nil
-		l.emit(p)
+	if l.masked != nil && !l.full && !l.closed {
+		l.masked.Flush()
 	}
 }
 

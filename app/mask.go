@@ -2,7 +2,9 @@ package app
 
 import (
 	"bytes"
-	"sort"
+	"cmp"
+	"io"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -19,7 +21,7 @@ const minMaskLen = 6
 // log of the job from then on.
 type Masker struct {
 	mu      sync.RWMutex
-	secrets []maskSecret // longest first
+	secrets []maskSecret
 }
 
 type maskSecret struct {
@@ -46,7 +48,6 @@ func (m *Masker) Add(material string) {
 			m.secrets = append(m.secrets, maskSecret{val: []byte(v), fail: kmpTable([]byte(v))})
 		}
 	}
-	sort.SliceStable(m.secrets, func(i, j int) bool { return len(m.secrets[i].val) > len(m.secrets[j].val) })
 }
 
 func (m *Masker) has(v string) bool {
@@ -58,6 +59,7 @@ func (m *Masker) has(v string) bool {
 	return false
 }
 
+// Empty reports whether there is nothing to mask (a nil Masker is empty).
 func (m *Masker) Empty() bool {
 	if m == nil {
 		return true
@@ -67,28 +69,149 @@ func (m *Masker) Empty() bool {
 	return len(m.secrets) == 0
 }
 
-// Apply masks pend+p. It returns the bytes that are safe to write and the
-// tail to hold back: the longest suffix that could be the start of a
-// secret continued by the next write, so a secret split across writes is
-// still caught.
-func (m *Masker) Apply(pend, p []byte) (out, hold []byte) {
-	buf := make([]byte, 0, len(pend)+len(p))
-	buf = append(append(buf, pend...), p...)
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+// maskString masks one complete text, such as a line of a setup log.
+func (m *Masker) maskString(s string) string {
+	var b bytes.Buffer
+	mw := m.NewWriter(&b)
+	mw.Write([]byte(s))
+	mw.Flush()
+	return b.String()
+}
+
+// MaskWriter masks one stream of writes, a log, and passes it on to its
+// writer. Every byte inside an occurrence of a secret is hidden, and each
+// run of overlapping occurrences becomes one MaskText, so what comes out
+// does not depend on how the stream was cut into writes. A tail that could
+// begin a secret is held back until the next write decides it, or Flush
+// ends the stream: a secret split across writes is still caught.
+//
+// Logs are hot (a task can print hundreds of MB/s), so a write in which no
+// secret occurs is passed on without a copy, and the buffers the other
+// writes need are kept for the next.
+type MaskWriter struct {
+	m *Masker
+	w io.Writer
+
+	pend    []byte // held back, shorter than the longest secret
+	covered int    // leading bytes of pend inside a MaskText already written
+	join    []byte // pend followed by the write, when pend is not empty
+	out     []byte // the masked output of a write with a secret in it
+	spans   []maskSpan
+}
+
+// maskSpan is an occurrence of a secret: buf[start:end].
+type maskSpan struct{ start, end int }
+
+// NewWriter returns a MaskWriter that writes masked output to w. A nil
+// Masker masks nothing.
+func (m *Masker) NewWriter(w io.Writer) *MaskWriter { return &MaskWriter{m: m, w: w} }
+
+// Write masks p and writes what is decided of it. It returns len(p) unless
+// the underlying writer failed; held bytes stay held either way.
+func (mw *MaskWriter) Write(p []byte) (int, error) {
+	if err := mw.process(p, false); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Flush ends the stream: it writes the held tail, masked as far as it is
+// a secret itself.
+func (mw *MaskWriter) Flush() error { return mw.process(nil, true) }
+
+func (mw *MaskWriter) process(p []byte, final bool) error {
+	buf := p
+	if len(mw.pend) > 0 {
+		mw.join = append(append(mw.join[:0], mw.pend...), p...)
+		buf = mw.join
+	}
+	cut := len(buf)
+	mw.spans = mw.spans[:0]
+	if m := mw.m; m != nil {
+		m.mu.RLock()
+		mw.spans = m.find(mw.spans, buf)
+		if !final {
+			cut -= m.heldTail(buf)
+		}
+		m.mu.RUnlock()
+	}
+	out, pos := mw.render(buf, cut)
+	// buf may be mw.join, never mw.pend: the tail is copied out safely.
+	mw.pend = append(mw.pend[:0], buf[cut:]...)
+	mw.covered = max(0, pos-cut)
+	if len(out) == 0 {
+		return nil
+	}
+	_, err := mw.w.Write(out)
+	return err
+}
+
+// render returns buf[:cut] with each group of overlapping spans that
+// starts before cut replaced by MaskText, and the offset in buf where the
+// hidden part of the last group ends: past cut when a group straddles it.
+// The first mw.covered bytes belong to a group already written.
+func (mw *MaskWriter) render(buf []byte, cut int) (out []byte, pos int) {
+	if len(mw.spans) == 0 && mw.covered == 0 {
+		return buf[:cut], cut
+	}
+	out = mw.out[:0]
+	// the group being built is buf[a:b]; open says there is one, and
+	// written that its MaskText was written with an earlier write
+	a, b := 0, mw.covered
+	open, written := mw.covered > 0, mw.covered > 0
+	for k := 0; ; k++ {
+		if k < len(mw.spans) && open && mw.spans[k].start < b {
+			b = max(b, mw.spans[k].end)
+			continue
+		}
+		if open {
+			out = append(out, buf[pos:a]...)
+			if !written {
+				out = append(out, MaskText...)
+			}
+			pos = b
+		}
+		if k == len(mw.spans) || mw.spans[k].start >= cut {
+			break
+		}
+		a, b = mw.spans[k].start, mw.spans[k].end
+		open, written = true, false
+	}
+	if pos < cut {
+		out = append(out, buf[pos:cut]...)
+	}
+	mw.out = out
+	return out, pos
+}
+
+// find appends every occurrence of every secret in buf to spans, in order
+// of their start (overlapping occurrences of one secret included: they
+// widen the hidden part).
+func (m *Masker) find(spans []maskSpan, buf []byte) []maskSpan {
 	for _, s := range m.secrets {
-		if bytes.Contains(buf, s.val) {
-			buf = bytes.ReplaceAll(buf, s.val, []byte(MaskText))
+		for i := 0; ; {
+			j := bytes.Index(buf[i:], s.val)
+			if j < 0 {
+				break
+			}
+			spans = append(spans, maskSpan{i + j, i + j + len(s.val)})
+			i += j + 1
 		}
 	}
+	if len(m.secrets) > 1 && len(spans) > 1 {
+		slices.SortFunc(spans, func(x, y maskSpan) int { return cmp.Compare(x.start, y.start) })
+	}
+	return spans
+}
+
+// heldTail returns how many trailing bytes of buf must wait for the next
+// write: the longest suffix that is a proper prefix of a secret.
+func (m *Masker) heldTail(buf []byte) int {
 	keep := 0
 	for _, s := range m.secrets {
-		if k := s.suffixPrefix(buf); k > keep {
-			keep = k
-		}
+		keep = max(keep, s.suffixPrefix(buf))
 	}
-	n := len(buf) - keep
-	return buf[:n], append([]byte(nil), buf[n:]...)
+	return keep
 }
 
 // suffixPrefix returns the length of the longest suffix of buf that is a
