@@ -86,6 +86,13 @@ type MailConfig struct {
 	SMTPEncryption string // starttls|tls|none
 	From           string
 	PGPKey         string // armored private key file to sign mail; "" = unsigned
+	// Timeout limits each SMTP command of an attempt (and the whole
+	// exchange to three times as long); MaxAttempts is how often one email
+	// is tried. They are mail's own, not [webhooks]', because an SMTP relay
+	// and a webhook receiver fail in different ways and operators tune them
+	// apart.
+	Timeout     time.Duration
+	MaxAttempts int
 }
 
 // WebhooksConfig is the [webhooks] section: outgoing signed deliveries.
@@ -120,7 +127,8 @@ func baseConfig() *Config {
 			ManifestSize: 16384, ArtifactSize: 1 << 30, ArtifactsPerJob: 8,
 			LogSize: 64 << 20, UploadSize: 32 << 20,
 		},
-		Mail:           MailConfig{SMTPPort: 587, SMTPEncryption: "starttls", From: "builds@localhost"},
+		Mail: MailConfig{SMTPPort: 587, SMTPEncryption: "starttls", From: "builds@localhost",
+			Timeout: 10 * time.Second, MaxAttempts: 5},
 		Webhooks:       WebhooksConfig{AllowPrivate: true, Timeout: 10 * time.Second, MaxAttempts: 5},
 		jobTimeoutText: "45m",
 	}
@@ -351,6 +359,10 @@ func (c *Config) validateMail() error {
 		return bad("mail", "smtp-port", "must be between 1 and 65535, got %d", m.SMTPPort)
 	case !slices.Contains([]string{"starttls", "tls", "none"}, m.SMTPEncryption):
 		return bad("mail", "smtp-encryption", "invalid value %q (want starttls, tls or none)", m.SMTPEncryption)
+	case m.Timeout <= 0:
+		return bad("mail", "timeout", "must be positive, got %s", m.Timeout)
+	case m.MaxAttempts < 1:
+		return bad("mail", "max-attempts", "must be 1 or more, got %d", m.MaxAttempts)
 	}
 	if _, err := mail.ParseAddress(m.From); err != nil {
 		return bad("mail", "from", "invalid address %q: %v", m.From, err)

@@ -304,6 +304,8 @@ func configSchema() []configSection {
 			secretField("smtp-password", func(c *Config) *string { return &c.Mail.SMTPPassword }),
 			stringField("from", func(c *Config) *string { return &c.Mail.From }),
 			stringField("pgp-key", func(c *Config) *string { return &c.Mail.PGPKey }),
+			durationField("timeout", func(c *Config) *time.Duration { return &c.Mail.Timeout }),
+			intField("max-attempts", func(c *Config) *int { return &c.Mail.MaxAttempts }),
 		}},
 		{"webhooks", []configField{
 			secretField("private-key", func(c *Config) *string { return &c.Webhooks.PrivateKey }),

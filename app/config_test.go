@@ -274,6 +274,9 @@ func TestConfigValidate(t *testing.T) {
 		{"FullKey", func(c *Config) { c.Webhooks.PrivateKey = base64.StdEncoding.EncodeToString(full) }, ""},
 		{"RawBase64Key", func(c *Config) { c.Webhooks.PrivateKey = base64.RawStdEncoding.EncodeToString(seed) }, ""},
 		{"MaxAttempts", func(c *Config) { c.Webhooks.MaxAttempts = 0 }, "webhooks.max-attempts: must be 1 or more, got 0"},
+		{"MailMaxAttempts", func(c *Config) { c.Mail.MaxAttempts = 0 }, "mail.max-attempts: must be 1 or more, got 0"},
+		{"MailTimeout", func(c *Config) { c.Mail.Timeout = 0 }, "mail.timeout: must be positive, got 0s"},
+		{"MailRetriesApartFromWebhooks", func(c *Config) { c.Webhooks.MaxAttempts, c.Mail.MaxAttempts = 1, 9 }, ""},
 		{"RunnerNameWithAt", func(c *Config) { c.Runner.Name = "a@b" }, `runner.name: invalid host name "a@b"`},
 		{"SlotsZeroDisables", func(c *Config) { c.Runner.Slots = 0 }, ""},
 		{"SSHDisabled", func(c *Config) { c.Runner.SSHListen = "" }, ""},
@@ -392,7 +395,7 @@ func TestConfigDumpRoundTrip(t *testing.T) {
 				Aliases: map[string]string{"debian/stable": "debian/trixie", "custom": "debian/sid"}}
 			c.Limits = LimitsConfig{ManifestSize: 1000, ArtifactSize: 3 << 40, ArtifactsPerJob: 0, LogSize: 1, UploadSize: 1 << 20}
 			c.Mail = MailConfig{SMTPHost: "smtp.invalid", SMTPUser: "u", SMTPPort: 465, SMTPEncryption: "tls",
-				From: "CI <ci@example.org>", PGPKey: "/k.asc"}
+				From: "CI <ci@example.org>", PGPKey: "/k.asc", Timeout: 30 * time.Second, MaxAttempts: 2}
 			c.Webhooks = WebhooksConfig{AllowPrivate: false, AllowLoopback: true, Timeout: 2 * time.Second, MaxAttempts: 1}
 		}},
 		{"AwkwardStrings", func(c *Config) { c.Builds.SiteName = ` "quoted" # not a comment ; ` }},
