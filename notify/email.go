@@ -2,6 +2,7 @@ package notify
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"net/mail"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -253,4 +255,71 @@ func jobDesc(j *app.Job) string {
 		return j.Tags
 	}
 	return j.Image
+}
+
+// emailTrigger sends the results email, retrying by the mail policy
+// (network errors, SMTP 4xx replies). Attempts and the per-attempt time
+// limit are [mail] max-attempts and timeout.
+func (d *Dispatcher) emailTrigger(ctx context.Context, r *run, t trigger) {
+	msg, err := d.newMessage(t, r)
+	if err != nil {
+		d.svc.SetupLogf(r.jobID, "Error sending email: %v", err)
+		d.record(r, t, "failed", err.Error(), 0)
+		return
+	}
+	m := &mailer{cfg: d.cfg.Mail, tls: d.MailTLS, signer: d.signer, helo: d.heloName(), timeout: d.cfg.Mail.Timeout}
+	p := d.mailRetry()
+	p.run(ctx, func(attempt int) error {
+		err := m.send(ctx, msg)
+		if err == nil {
+			d.svc.SetupLogf(r.jobID, "Sent build results email to %s", strings.Join(msg.recipients(), ", "))
+			d.record(r, t, "sent", "sent to "+strings.Join(msg.recipients(), ", "), attempt)
+			return nil
+		}
+		err = cutShort(ctx, err)
+		d.svc.SetupLogf(r.jobID, "Error sending email: %v", err)
+		d.record(r, t, "failed", err.Error(), attempt)
+		return err
+	}, d.logRetry(r, "email", p))
+}
+
+// newMessage builds the email of a trigger; bad addresses are errors.
+func (d *Dispatcher) newMessage(t trigger, r *run) (*message, error) {
+	from, err := mail.ParseAddress(d.cfg.Mail.From)
+	if err != nil {
+		return nil, fmt.Errorf("invalid [mail] from %q: %w", d.cfg.Mail.From, err)
+	}
+	to, err := parseAddresses("to", t.to)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := parseAddresses("cc", t.cc)
+	if err != nil {
+		return nil, err
+	}
+	if len(to)+len(cc) == 0 {
+		return nil, errors.New("Expected `to` in email trigger")
+	}
+	irt, err := normalizeMsgID(t.inReplyTo)
+	if err != nil {
+		return nil, err
+	}
+	subject, body := r.email()
+	now := d.svc.Now()
+	domain := from.Address[strings.LastIndexByte(from.Address, '@')+1:]
+	return &message{From: from, To: to, Cc: cc, Subject: subject, InReplyTo: irt,
+		MessageID: newMessageID(now, domain), Date: now, Body: body}, nil
+}
+
+// heloName is the name given to the SMTP server: the public host name,
+// or an address literal.
+func (d *Dispatcher) heloName() string {
+	name := d.cfg.RunnerName()
+	if ip, err := netip.ParseAddr(name); err == nil {
+		if ip.Is6() {
+			return "[IPv6:" + ip.String() + "]"
+		}
+		return "[" + ip.String() + "]"
+	}
+	return name
 }

@@ -215,6 +215,14 @@ func TestEmailTriggerErrors(t *testing.T) {
 			setup: func(cfg *app.Config, ms *mailServer) { ms.failNext = 2 },
 		},
 		{
+			// Email retries obey [mail] max-attempts, not [webhooks].
+			name: "MailAttemptsNotWebhookAttempts", mode: "none", attempts: 2, wantMsg: "try again later",
+			setup: func(cfg *app.Config, ms *mailServer) {
+				ms.failNext = 5
+				cfg.Mail.MaxAttempts, cfg.Webhooks.MaxAttempts = 2, 1
+			},
+		},
+		{
 			name: "NotConfigured", mode: "none", attempts: 1, wantMsg: "smtp-host is empty",
 			setup: func(cfg *app.Config, ms *mailServer) { cfg.Mail.SMTPHost = "" },
 		},

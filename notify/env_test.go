@@ -80,6 +80,8 @@ func testConfig(t testing.TB) *app.Config {
 	cfg.Webhooks.AllowLoopback = true
 	cfg.Webhooks.Timeout = 2 * time.Second
 	cfg.Webhooks.MaxAttempts = 3
+	cfg.Mail.Timeout = 2 * time.Second
+	cfg.Mail.MaxAttempts = 3
 	cfg.Mail.From = "CI <ci@example.org>"
 	return cfg
 }

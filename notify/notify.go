@@ -49,7 +49,8 @@ var _ app.JobListener = (*Dispatcher)(nil)
 // call Start; Close stops it.
 type Dispatcher struct {
 	// Backoff is the wait before the first retry of a failed delivery; it
-	// doubles with every further attempt, up to MaxBackoff.
+	// doubles with every further attempt, up to MaxBackoff. Every sender
+	// retries with it; only the attempt limits differ (retry.go).
 	Backoff    time.Duration
 	MaxBackoff time.Duration
 	// PollInterval is how often the database is checked for due user
@@ -77,7 +78,7 @@ type Dispatcher struct {
 	closing  bool
 	inflight map[int64]bool // subscriptions with a delivery being sent
 	// jobsBusy and groupsBusy hold the jobs whose triggers, and the groups
-	// whose group triggers, this process is processing (see resume.go).
+	// whose group triggers, this process is processing (jobtriggers.go).
 	jobsBusy   map[int64]bool
 	groupsBusy map[int64]bool
 	triggers   sync.WaitGroup // running trigger batches
@@ -284,25 +285,4 @@ func (d *Dispatcher) goTriggers(run func()) {
 		defer d.triggers.Done()
 		run()
 	}()
-}
-
-// backoff is the wait after the given failed attempt (1-based).
-func (d *Dispatcher) backoff(attempt int) time.Duration {
-	b := d.Backoff
-	for i := 1; i < attempt && b < d.MaxBackoff; i++ {
-		b *= 2
-	}
-	return min(b, d.MaxBackoff)
-}
-
-// sleep waits for dur or until ctx ends, reporting whether it waited fully.
-func sleep(ctx context.Context, dur time.Duration) bool {
-	t := time.NewTimer(dur)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -128,32 +127,4 @@ func isLoopbackHost(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// permanentError marks a failure that retrying cannot fix.
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
-
-func permanent(err error) error { return permanentError{err} }
-
-// retryable reports whether a failed delivery may succeed later: network
-// trouble and SMTP 4xx replies, but not configuration errors, rejected
-// certificates or SMTP 5xx replies.
-func retryable(err error) bool {
-	var perm permanentError
-	var smtpErr *smtp.SMTPError
-	var certErr *tls.CertificateVerificationError
-	var unknownCA x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	switch {
-	case err == nil, errors.As(err, &perm), errors.Is(err, errRefused), errors.Is(err, context.Canceled):
-		return false
-	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr):
-		return false
-	case errors.As(err, &smtpErr):
-		return smtpErr.Temporary()
-	}
-	return true
 }

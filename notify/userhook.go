@@ -35,7 +35,7 @@ func newUUID() string {
 // subscriptions to it and stores the deliveries, to be sent by the
 // delivery worker. Storing first means a restart loses none.
 func (d *Dispatcher) queueWebhooks(ctx context.Context, ev jobEvent) {
-	subs, err := d.svc.Store.FindWebhooksForEvent(ctx, ev.job.OwnerID, ev.event)
+	subs, err := d.svc.WebhooksForEvent(ctx, ev.job.OwnerID, ev.event)
 	if err != nil {
 		d.log.Error("notify: find webhooks", "job_id", ev.job.ID, "event", ev.event, "err", err)
 		return
@@ -83,7 +83,7 @@ func (d *Dispatcher) queueWebhook(ctx context.Context, ev jobEvent, sub *app.Web
 	now := d.svc.Now().UTC()
 	del := &app.WebhookDelivery{UUID: payload.UUID, SubscriptionID: sub.ID, Event: ev.event, JobID: job.ID,
 		RequestBody: string(body), NextAttempt: &now, State: statePending}
-	if err := d.svc.Store.CreateWebhookDelivery(ctx, del); err != nil {
+	if err := d.svc.QueueWebhookDelivery(ctx, del); err != nil {
 		d.log.Error("notify: queue webhook delivery", "subscription_id", sub.ID, "job_id", job.ID, "err", err)
 		return false
 	}
@@ -118,7 +118,7 @@ func (d *Dispatcher) deliveryLoop(ctx context.Context) {
 // delivery in flight, so a slow or dead endpoint holds one slot, not all
 // of them, and each endpoint gets its events in order.
 func (d *Dispatcher) dispatchDue(ctx context.Context, sem chan struct{}) {
-	due, err := d.svc.Store.FindDueWebhookDeliveries(ctx, d.svc.Now().UTC(), 4*cap(sem))
+	due, err := d.svc.DueWebhookDeliveries(ctx, 4*cap(sem))
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.Error("notify: find due webhook deliveries", "err", err)
@@ -165,9 +165,11 @@ func (d *Dispatcher) release(del *app.WebhookDelivery) {
 	delete(d.inflight, del.SubscriptionID)
 }
 
-// deliver makes one attempt at a delivery and records its outcome.
+// deliver makes one attempt at a delivery and records its outcome. The
+// webhook retry policy decides whether it stays pending, and until when;
+// the queue, not a sleeping goroutine, waits for the retry.
 func (d *Dispatcher) deliver(ctx context.Context, del *app.WebhookDelivery) {
-	sub, err := d.svc.Store.FindWebhookByID(ctx, del.SubscriptionID)
+	sub, err := d.svc.WebhookForDelivery(ctx, del)
 	if err != nil {
 		// Deleting a subscription deletes its deliveries; this one went
 		// with it between the scan and now.
@@ -184,24 +186,27 @@ func (d *Dispatcher) deliver(ctx context.Context, del *app.WebhookDelivery) {
 		return // cut short by shutdown: not an attempt; the next run retries it
 	}
 	del.Attempts++
+	outcome := err
 	if err != nil {
 		msg := "no response: " + err.Error()
 		del.ResponseBody, del.ResponseHeaders, del.ResponseStatus = &msg, nil, nil
 	} else {
 		status := res.status
 		del.ResponseStatus, del.ResponseBody, del.ResponseHeaders = &status, res.body, &res.headers
+		outcome = res.err()
 	}
+	wait, again := d.webhookRetry().next(del.Attempts, outcome)
 	switch {
-	case err == nil && res.status >= 200 && res.status <= 299:
+	case outcome == nil:
 		del.State, del.NextAttempt = stateDelivered, nil
-	case shouldRetry(res, err) && del.Attempts < d.cfg.Webhooks.MaxAttempts:
-		next := d.svc.Now().UTC().Add(d.backoff(del.Attempts))
+	case again:
+		next := d.svc.Now().UTC().Add(wait)
 		del.State, del.NextAttempt = statePending, &next
 	default:
 		del.State, del.NextAttempt = stateFailed, nil
 	}
 	d.log.Debug("webhook delivery", "delivery", del.UUID, "url", sub.URL, "attempt", del.Attempts, "state", del.State, "err", err)
-	if err := d.svc.Store.UpdateWebhookDelivery(context.WithoutCancel(ctx), del); err != nil {
+	if err := d.svc.RecordWebhookAttempt(context.WithoutCancel(ctx), del); err != nil {
 		d.log.Error("notify: record webhook delivery", "delivery", del.UUID, "err", err)
 	}
 }

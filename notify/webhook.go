@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -73,11 +72,7 @@ type groupPayload struct {
 func (d *Dispatcher) newGroupPayload(ctx context.Context, g *app.JobGroup, status app.JobStatus, jobs []*app.Job, owner *app.User) groupPayload {
 	p := groupPayload{ID: g.ID, Status: string(status), Note: g.Note, Jobs: []jobPayload{},
 		Owner: ownerPayload{CanonicalName: owner.CanonicalName(), Name: owner.Username}}
-	ids := make([]int64, len(jobs))
-	for i, j := range jobs {
-		ids[i] = j.ID
-	}
-	tasks, err := d.svc.Store.FindTasksForJobs(ctx, ids)
+	tasks, err := d.svc.TasksForJobs(ctx, jobs)
 	if err != nil {
 		d.log.Error("notify: find group tasks", "group_id", g.ID, "err", err)
 	}
@@ -130,13 +125,13 @@ func (d *Dispatcher) post(ctx context.Context, target string, body []byte, heade
 	return r, nil
 }
 
-// shouldRetry says whether a delivery attempt may succeed later:
-// transport failures (except refused addresses) and 5xx responses.
-func shouldRetry(res *response, err error) bool {
-	if err != nil {
-		return retryable(err)
+// err is the response as the outcome of a delivery attempt: nil for a
+// 2xx status, else a statusError for the retry policy to classify.
+func (r *response) err() error {
+	if r.status < 200 || r.status > 299 {
+		return statusError(r.status)
 	}
-	return res.status >= 500
+	return nil
 }
 
 // textual reports whether a Content-Type's body is worth keeping as text.
@@ -173,8 +168,8 @@ func truncateUTF8(s string, n int) string {
 	return s[:n]
 }
 
-// webhookTrigger posts the payload to the trigger's URL, retrying
-// transport failures and 5xx responses with backoff.
+// webhookTrigger posts the payload to the trigger's URL, retrying by the
+// webhook policy (transport failures and 5xx responses).
 func (d *Dispatcher) webhookTrigger(ctx context.Context, r *run, t trigger) {
 	body, err := json.Marshal(r.payload())
 	if err != nil {
@@ -182,39 +177,30 @@ func (d *Dispatcher) webhookTrigger(ctx context.Context, r *run, t trigger) {
 		d.record(r, t, "failed", err.Error(), 0)
 		return
 	}
-	for attempt := 1; ; attempt++ {
+	p := d.webhookRetry()
+	p.run(ctx, func(attempt int) error {
 		d.svc.SetupLogf(r.jobID, "Sending webhook...")
 		res, err := d.post(ctx, t.url, body, nil)
-		if ctx.Err() != nil && err != nil {
-			err = errors.New("shutting down: " + err.Error())
-		}
-		switch {
-		case err != nil:
+		if err != nil {
+			err = cutShort(ctx, err)
 			d.svc.SetupLogf(r.jobID, "Error sending webhook: %v", err)
 			d.record(r, t, "failed", err.Error(), attempt)
-		default:
-			excerpt := ""
-			if res.body != nil {
-				excerpt = truncateUTF8(*res.body, 2048)
-			}
-			if excerpt != "" {
-				d.svc.SetupLogf(r.jobID, "Webhook response: %d\n%s", res.status, strings.TrimRight(excerpt, "\n"))
-			} else {
-				d.svc.SetupLogf(r.jobID, "Webhook response: %d", res.status)
-			}
-			status := "sent"
-			if res.status < 200 || res.status > 299 {
-				status = "failed"
-			}
-			d.record(r, t, status, strings.TrimSpace(fmt.Sprintf("%d %s", res.status, excerpt)), attempt)
+			return err
 		}
-		if !shouldRetry(res, err) || ctx.Err() != nil || attempt >= d.cfg.Webhooks.MaxAttempts {
-			return
+		excerpt := ""
+		if res.body != nil {
+			excerpt = truncateUTF8(*res.body, 2048)
 		}
-		wait := d.backoff(attempt)
-		d.svc.SetupLogf(r.jobID, "Retrying webhook in %s (attempt %d of %d)", wait, attempt+1, d.cfg.Webhooks.MaxAttempts)
-		if !sleep(ctx, wait) {
-			return
+		if excerpt != "" {
+			d.svc.SetupLogf(r.jobID, "Webhook response: %d\n%s", res.status, strings.TrimRight(excerpt, "\n"))
+		} else {
+			d.svc.SetupLogf(r.jobID, "Webhook response: %d", res.status)
 		}
-	}
+		status := "sent"
+		if res.err() != nil {
+			status = "failed"
+		}
+		d.record(r, t, status, strings.TrimSpace(fmt.Sprintf("%d %s", res.status, excerpt)), attempt)
+		return res.err()
+	}, d.logRetry(r, "webhook", p))
 }
