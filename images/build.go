@@ -28,6 +28,11 @@ const (
 	FSSize = "20G"
 	// ReadyMarker is printed on the serial console once sshd listens.
 	ReadyMarker = "CI-SSH-READY"
+	// ControlPort is the virtio-serial port of our images' resume control
+	// channel (recipes/debian/customize.sh); ControlReady is printed on the
+	// console once its agent listens.
+	ControlPort  = "org.builds.ctl"
+	ControlReady = "CI-CTL-READY"
 	// minFreeBytes is refused below: a build needs the tree (~0.5 GB),
 	// the raw fs (~0.5 GB) and the qcow2 (~0.5 GB) at once.
 	minFreeBytes = 3 << 30
@@ -258,7 +263,7 @@ func (bd *build) extract(ctx context.Context, root string) (*Metadata, error) {
 	return &Metadata{
 		Name: bd.name, Arch: bd.arch, Distro: bd.distro, Release: bd.release,
 		Kernel: kernel, KernelVersion: kver, Initrd: "initrd.img", Disk: "rootfs.qcow2",
-		Cmdline: cmdline, ReadyMarker: ReadyMarker, User: "build", Home: "/home/build",
+		Cmdline: cmdline, ReadyMarker: ReadyMarker, User: "build", Home: "/home/build", Control: ControlPort,
 		Packages: pkgs, Built: time.Now().UTC().Truncate(time.Second),
 		RecipeHash: hash, BootMode: mode,
 	}, nil

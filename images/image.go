@@ -47,6 +47,10 @@ type Metadata struct {
 	Digest        string    `json:"digest"` // "sha256:<hex>" of Disk
 	RecipeHash    string    `json:"recipe_hash"`
 	BootMode      string    `json:"boot_mode"` // BootSystemd or BootCIInit
+	// Control names the guest's resume control channel (a virtio-serial
+	// port, ControlPort), "" if it has none: then jobs never resume it
+	// from a snapshot, they always boot.
+	Control string `json:"control,omitempty"`
 }
 
 // Validate checks that the metadata names files inside the image directory

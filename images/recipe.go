@@ -24,7 +24,7 @@ const sanityScript = "sanity.sh"
 
 // builderVersion changes whenever the Go side of the build changes in a way
 // that alters images; it is part of the recipe hash.
-const builderVersion = "debian-2"
+const builderVersion = "debian-3"
 
 // Release is one row of recipes/<distro>/releases.txt.
 type Release struct {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"builds/app"
+	"builds/images"
 	"builds/runner/guestnet"
 )
 
@@ -25,12 +27,24 @@ type kernelBoot struct {
 	Extra   []string // more QEMU arguments (benchmarks add a second NIC)
 }
 
+// vmFiles are the paths and descriptors one VM's QEMU uses.
+type vmFiles struct {
+	overlay  string // the VM's own qcow2 overlay
+	qmp      string // QMP socket
+	key      string // per-job authorized_keys for fw_cfg ("" = none)
+	ctl      string // resume control channel socket ("" = the image has none)
+	netFD    int    // the guest network's socket, as QEMU's descriptor
+	incoming string // saved state to resume from ("" = boot)
+}
+
 // qemuArgs returns QEMU's argument list for one VM (images.md §5): q35,
 // no default devices, virtio disk/net/rng, the guest network on the
 // datagram socket QEMU has as file descriptor netFD, serial console on
-// stdout, QMP on a unix socket, and the optional per-job key through
-// fw_cfg.
-func qemuArgs(cfg VMConfig, spec kernelBoot, overlay, qmpSock, keyFile string, netFD int) []string {
+// stdout, QMP on a unix socket, the optional per-job key through fw_cfg,
+// the resume control channel (virtio-serial) and, to resume, the state
+// to load. A VM that saves its state and one that resumes it must be
+// started with the same devices.
+func qemuArgs(cfg VMConfig, spec kernelBoot, f vmFiles) []string {
 	cpu := cfg.CPUModel
 	if cpu == "" {
 		cpu = "qemu64"
@@ -50,20 +64,28 @@ func qemuArgs(cfg VMConfig, spec kernelBoot, overlay, qmpSock, keyFile string, n
 		"-no-reboot",
 		"-chardev", "stdio,id=ser0,signal=off",
 		"-serial", "chardev:ser0",
-		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
+		"-qmp", "unix:" + f.qmp + ",server=on,wait=off",
 		// cache=unsafe: the overlay is thrown away with the VM
-		"-drive", "id=root,if=none,file=" + overlay + ",format=qcow2,cache=unsafe,discard=unmap",
+		"-drive", "id=root,if=none,file=" + f.overlay + ",format=qcow2,cache=unsafe,discard=unmap",
 		"-device", "virtio-blk-pci,drive=root",
 		"-device", "virtio-rng-pci",
 		"-kernel", spec.Kernel,
 		"-append", spec.Cmdline,
 	}
-	args = append(args, guestnet.QEMUArgs(netFD)...)
+	args = append(args, guestnet.QEMUArgs(f.netFD)...)
 	if spec.Initrd != "" {
 		args = append(args, "-initrd", spec.Initrd)
 	}
-	if keyFile != "" {
-		args = append(args, "-fw_cfg", "name=opt/ci/authorized_keys,file="+keyFile)
+	if f.key != "" {
+		args = append(args, "-fw_cfg", "name=opt/ci/authorized_keys,file="+f.key)
+	}
+	if f.ctl != "" {
+		args = append(args, "-device", "virtio-serial-pci,id=vser0",
+			"-chardev", "socket,id=ctl,path="+f.ctl+",server=on,wait=off",
+			"-device", "virtserialport,chardev=ctl,name="+cfg.Image.Meta.Control)
+	}
+	if f.incoming != "" {
+		args = append(args, "-incoming", "exec:cat "+app.ShellQuote(f.incoming))
 	}
 	return append(args, spec.Extra...)
 }
@@ -119,13 +141,18 @@ type console struct {
 	gotReady bool
 	gotPanic bool
 	panicMsg string // the "Kernel panic - ..." line
+	// ctlReady is closed when the control channel's agent says it
+	// listens (images.ControlReady).
+	ctlReady chan struct{}
+	gotCtl   bool
 }
 
 // consoleTailLines is how much of the console an error report carries.
 const consoleTailLines = 30
 
 func newConsole(marker string, copyTo io.Writer) *console {
-	return &console{marker: marker, copyTo: copyTo, ready: make(chan struct{}), panicked: make(chan struct{})}
+	return &console{marker: marker, copyTo: copyTo, ready: make(chan struct{}), panicked: make(chan struct{}),
+		ctlReady: make(chan struct{})}
 }
 
 func (c *console) Write(p []byte) (int, error) {
@@ -153,6 +180,10 @@ func (c *console) line(l string) {
 	if !c.gotReady && strings.Contains(l, c.marker) {
 		c.gotReady = true
 		close(c.ready)
+	}
+	if !c.gotCtl && strings.Contains(l, images.ControlReady) {
+		c.gotCtl = true
+		close(c.ctlReady)
 	}
 	if !c.gotPanic && strings.Contains(l, "Kernel panic") {
 		c.gotPanic = true

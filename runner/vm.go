@@ -56,6 +56,12 @@ type VMConfig struct {
 	Network *app.GuestPolicy
 	// NetRefused hears of each connection the policy refused (may be nil).
 	NetRefused func(proto string, r *app.GuestRefusal)
+	// Resume starts the guest from a saved state instead of booting it
+	// (vm_resume.go); nil boots. The image must have a control channel.
+	Resume *Resume
+	// ForSnapshot makes a boot wait until the guest's control channel
+	// listens too, so that its state can be saved and resumed (SaveState).
+	ForSnapshot bool
 }
 
 // vmState is the lifecycle of a VM; transitions only go forward.
@@ -76,7 +82,9 @@ type VM struct {
 	overlay string
 	keyFile string
 	qmpPath string
-	qmpDir  string // temp dir for the socket when WorkDir is too long for one
+	ctlPath string // resume control channel socket, "" if the image has none
+	qmpDir  string // temp dir for the sockets when WorkDir is too long for them
+	keep    bool   // cleanup leaves the overlay: it became a saved state's disk
 	console *console
 	stderr  *capWriter
 	exited  chan struct{}
@@ -124,6 +132,9 @@ func startVM(ctx context.Context, cfg VMConfig, spec kernelBoot) (*VM, error) {
 		HostKeyCallback:   ssh.FixedHostKey(hostKey),
 		HostKeyAlgorithms: []string{hostKey.Type()},
 	}
+	if cfg.Resume != nil {
+		return resumeVM(ctx, cfg, spec, sshCfg)
+	}
 	for attempt := 1; ; attempt++ {
 		vm, err := bootOnce(ctx, cfg, spec, sshCfg)
 		if err == nil {
@@ -149,6 +160,10 @@ func checkConfig(cfg *VMConfig) error {
 		return fmt.Errorf("start vm: accel %q: want kvm or tcg (resolve auto with ProbeAccel)", cfg.Accel)
 	case cfg.AuthorizedKey != nil && cfg.ClientSigner == nil:
 		return errors.New("start vm: a per-job AuthorizedKey needs its ClientSigner")
+	case (cfg.Resume != nil || cfg.ForSnapshot) && cfg.Image.Meta.Control == "":
+		return fmt.Errorf("start vm: image %s has no control channel: it cannot be saved or resumed", cfg.Image.Name)
+	case cfg.Resume != nil && cfg.AuthorizedKey == nil:
+		return errors.New("start vm: a resumed guest needs its own AuthorizedKey")
 	}
 	if fi, err := os.Stat(cfg.WorkDir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("start vm: work dir %q is not a directory", cfg.WorkDir)
@@ -177,9 +192,12 @@ func bootOnce(ctx context.Context, cfg VMConfig, spec kernelBoot, sshCfg *ssh.Cl
 		vm.cleanup()
 		return nil, err
 	}
-	err := vm.launch(spec)
+	err := vm.launch(spec, "")
 	if err == nil {
 		err = vm.waitReady(ctx)
+	}
+	if err == nil && vm.cfg.ForSnapshot {
+		err = vm.waitControl(ctx)
 	}
 	if err != nil {
 		vm.stopQuietly()
@@ -196,7 +214,7 @@ func bootOnce(ctx context.Context, cfg VMConfig, spec kernelBoot, sshCfg *ssh.Cl
 	return vm, nil
 }
 
-// prepare writes the per-job key and picks the QMP socket path.
+// prepare writes the per-job key and picks the socket paths.
 func (vm *VM) prepare() error {
 	if k := vm.cfg.AuthorizedKey; k != nil {
 		vm.keyFile = filepath.Join(vm.cfg.WorkDir, "authorized_keys")
@@ -204,31 +222,41 @@ func (vm *VM) prepare() error {
 			return fmt.Errorf("start vm: write key: %w", err)
 		}
 	}
-	vm.qmpPath = filepath.Join(vm.cfg.WorkDir, "qmp.sock")
-	if len(vm.qmpPath) > 100 { // sun_path holds 108 bytes
-		dir, err := os.MkdirTemp("", "builds-qmp-")
+	dir := vm.cfg.WorkDir
+	if len(filepath.Join(dir, "qmp.sock")) > 100 { // sun_path holds 108 bytes
+		tmp, err := os.MkdirTemp("", "builds-qmp-")
 		if err != nil {
 			return fmt.Errorf("start vm: %w", err)
 		}
-		vm.qmpDir, vm.qmpPath = dir, filepath.Join(dir, "qmp.sock")
+		vm.qmpDir, dir = tmp, tmp
+	}
+	vm.qmpPath = filepath.Join(dir, "qmp.sock")
+	if vm.cfg.Image.Meta.Control != "" {
+		vm.ctlPath = filepath.Join(dir, "ctl.sock")
 	}
 	return nil
 }
 
 // launch starts QEMU in its own process group, attached to a new guest
-// network. It returns an error if QEMU exits at once.
-func (vm *VM) launch(spec kernelBoot) error {
+// network, booting or (with incoming) resuming saved state. A boot
+// returns an error if QEMU exits at once; a resume finds out when it
+// connects to QMP.
+func (vm *VM) launch(spec kernelBoot, incoming string) error {
 	n, err := guestnet.New(guestnet.Config{Policy: vm.cfg.Network, Refused: vm.cfg.NetRefused})
 	if err != nil {
 		return fmt.Errorf("start vm: %w", err)
 	}
 	vm.net = n
 	os.Remove(vm.qmpPath)
+	if vm.ctlPath != "" {
+		os.Remove(vm.ctlPath)
+	}
 	vm.console = newConsole(vm.cfg.Image.Meta.ReadyMarker, vm.cfg.Console)
 	vm.stderr = &capWriter{max: 16 << 10}
 	vm.exited = make(chan struct{})
 	// the network socket is QEMU's fd 3 (the first of ExtraFiles)
-	vm.cmd = exec.Command(qemuBinary, qemuArgs(vm.cfg, spec, vm.overlay, vm.qmpPath, vm.keyFile, 3)...)
+	vm.cmd = exec.Command(qemuBinary, qemuArgs(vm.cfg, spec, vmFiles{
+		overlay: vm.overlay, qmp: vm.qmpPath, key: vm.keyFile, ctl: vm.ctlPath, netFD: 3, incoming: incoming})...)
 	vm.cmd.Stdout = vm.console
 	vm.cmd.Stderr = vm.stderr
 	vm.cmd.ExtraFiles = []*os.File{n.QEMUFile()}
@@ -244,6 +272,9 @@ func (vm *VM) launch(spec kernelBoot) error {
 		vm.waitErr = vm.cmd.Wait()
 		close(vm.exited)
 	}()
+	if incoming != "" {
+		return nil
+	}
 	// QEMU validates its arguments before the guest runs.
 	select {
 	case <-vm.exited:
@@ -304,16 +335,18 @@ func (vm *VM) waitReady(ctx context.Context) error {
 
 // connect opens QMP and the SSH connection the VM keeps for its lifetime.
 func (vm *VM) connect(ctx context.Context, sshCfg *ssh.ClientConfig) error {
-	mon, err := qmp.NewSocketMonitor("unix", vm.qmpPath, qmpTimeout)
-	if err == nil {
-		if err = mon.Connect(); err != nil {
-			mon.Disconnect()
+	if vm.mon == nil {
+		mon, err := qmp.NewSocketMonitor("unix", vm.qmpPath, qmpTimeout)
+		if err == nil {
+			if err = mon.Connect(); err != nil {
+				mon.Disconnect()
+			}
 		}
+		if err != nil {
+			return fmt.Errorf("connect qmp: %w", err)
+		}
+		vm.mon = mon
 	}
-	if err != nil {
-		return fmt.Errorf("connect qmp: %w", err)
-	}
-	vm.mon = mon
 	var last error
 	for i := 0; i < sshAttempts; i++ {
 		if i > 0 {
@@ -426,7 +459,12 @@ func (vm *VM) stop() error {
 
 // cleanup removes the files the VM created in its work directory.
 func (vm *VM) cleanup() {
-	os.Remove(vm.overlay)
+	if !vm.keep {
+		os.Remove(vm.overlay)
+	}
+	if vm.ctlPath != "" {
+		os.Remove(vm.ctlPath)
+	}
 	if vm.keyFile != "" {
 		os.Remove(vm.keyFile)
 	}

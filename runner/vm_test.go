@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,7 +70,7 @@ func TestQemuArgs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := qemuArgs(tt.cfg, kernelBoot{Kernel: "/img/vmlinux", Cmdline: "quiet"}, "/w/disk.qcow2", "/w/qmp.sock", tt.keyFile, 3)
+			args := qemuArgs(tt.cfg, kernelBoot{Kernel: "/img/vmlinux", Cmdline: "quiet"}, vmFiles{overlay: "/w/disk.qcow2", qmp: "/w/qmp.sock", key: tt.keyFile, netFD: 3})
 			joined := " " + strings.Join(args, " ") + " "
 			for _, w := range tt.want {
 				if !strings.Contains(joined, " "+w+" ") {
@@ -335,4 +336,62 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// TestVMSaveResume saves a booted guest's state and resumes it twice:
+// each resumed guest is its own (key, clock, entropy, machine id) and the
+// saved boot's key no longer works.
+func TestVMSaveResume(t *testing.T) {
+	img := imagestest.Bookworm(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	pub, signer := jobKey(t)
+	work, state := t.TempDir(), t.TempDir()
+	vm, err := StartVM(ctx, VMConfig{Image: img, CPUs: 1, MemoryMiB: 1024, Accel: "tcg", WorkDir: work,
+		BootTimeout: 90 * time.Second, AuthorizedKey: pub, ClientSigner: signer, ForSnapshot: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := filepath.Join(state, "mem")
+	disk, err := vm.SaveState(ctx, mem, false)
+	if err != nil {
+		vm.Close()
+		t.Fatal(err)
+	}
+	vm.Close()
+	saved := filepath.Join(state, "disk.qcow2")
+	if err := os.Rename(disk, saved); err != nil {
+		t.Fatal(err)
+	}
+	type identity struct{ machine, random, bootID string }
+	var ids []identity
+	for i := 0; i < 2; i++ {
+		pub2, signer2 := jobKey(t)
+		start := time.Now()
+		rvm, err := StartVM(ctx, VMConfig{Image: img, CPUs: 1, MemoryMiB: 1024, Accel: "tcg", WorkDir: t.TempDir(),
+			AuthorizedKey: pub2, ClientSigner: signer2, Resume: &Resume{Mem: mem, Disk: saved}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("resume %d to SSH: %s", i+1, time.Since(start).Round(10*time.Millisecond))
+		out := run(t, rvm, "date +%s; cat /etc/machine-id; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; cat /proc/sys/kernel/random/boot_id")
+		f := strings.Split(out, "\n")
+		if len(f) != 4 {
+			t.Fatalf("guest output %q", out)
+		}
+		if sec, _ := strconv.ParseInt(f[0], 10, 64); time.Since(time.Unix(sec, 0)).Abs() > 30*time.Second {
+			t.Errorf("resumed guest's clock is %s", time.Unix(sec, 0))
+		}
+		ids = append(ids, identity{f[1], f[2], f[3]})
+		hk, _ := img.HostKey()
+		if _, err := rvm.dialSSH(ctx, &ssh.ClientConfig{User: "build", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+			HostKeyCallback: ssh.FixedHostKey(hk)}, 10*time.Second); err == nil {
+			t.Error("the saved boot's key still logs in to a resumed guest")
+		}
+		rvm.Close()
+	}
+	if ids[0].machine == ids[1].machine || ids[0].random == ids[1].random {
+		t.Errorf("two resumed guests share an identity: %+v", ids)
+	}
+	t.Logf("boot_id (kept by every resume of one state): %s / %s", ids[0].bootID, ids[1].bootID)
 }

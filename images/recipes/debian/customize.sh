@@ -94,8 +94,195 @@ ExecStart=/usr/local/sbin/ci-fwcfg-keys
 [Install]
 WantedBy=sysinit.target
 EOF
+## resume control channel: a VM resumed from a snapshot (runner/snapshot.go)
+## is every job's copy of one boot, so the runner gives it its own identity
+## over virtio-serial port org.builds.ctl: the per-job SSH key, the host's
+## clock, fresh entropy (reseeding the kernel's CRNG) and a machine id;
+## stale SSH sessions of the snapshot's own boot are killed. Lines are
+## "<command> <base64 argument>"; "done" is answered "ok". In a cold boot
+## the channel stays idle. CI-CTL-READY on the console says it listens.
+## The agent is C (ci-ctl.c), so a resume costs no fork or exec.
+mkdir -p "$R/usr/local/src"
+put 0644 /usr/local/src/ci-ctl.c <<'EOF'
+/* ci-ctl: the resume control channel agent (see customize.sh). One C
+ * program, no fork or exec per command: under TCG every exec costs tens
+ * of milliseconds, and a resumed job waits for this. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/random.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PORT_NAME "org.builds.ctl"
+
+static int b64val(int c) {
+	if (c >= 'A' && c <= 'Z') return c - 'A';
+	if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+	if (c >= '0' && c <= '9') return c - '0' + 52;
+	if (c == '+') return 62;
+	if (c == '/') return 63;
+	return -1;
+}
+
+/* b64dec decodes in into out (at most max bytes); returns the length. */
+static int b64dec(const char *in, unsigned char *out, int max) {
+	int n = 0, bits = 0, acc = 0;
+	for (; *in && *in != '='; in++) {
+		int v = b64val((unsigned char)*in);
+		if (v < 0) continue;
+		acc = (acc << 6) | v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (n < max) out[n++] = (unsigned char)(acc >> bits);
+		}
+	}
+	return n;
+}
+
+static int find_port(char *dev, size_t size) {
+	DIR *d = opendir("/sys/class/virtio-ports");
+	struct dirent *e;
+	int found = 0;
+	if (!d) return 0;
+	while (!found && (e = readdir(d))) {
+		char path[512], name[64] = "";
+		FILE *f;
+		if (e->d_name[0] == '.') continue;
+		snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
+		if (!(f = fopen(path, "r"))) continue;
+		if (fgets(name, sizeof name, f) && strncmp(name, PORT_NAME, strlen(PORT_NAME)) == 0) {
+			snprintf(dev, size, "/dev/%s", e->d_name);
+			found = 1;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
+/* put replaces path with data through a temporary file and a rename. */
+static void put(const char *path, const unsigned char *data, int n, mode_t mode) {
+	char tmp[512];
+	int fd;
+	snprintf(tmp, sizeof tmp, "%s.ci-ctl", path);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode)) < 0) return;
+	if (write(fd, data, n) == n && fchmod(fd, mode) == 0 && close(fd) == 0)
+		rename(tmp, path);
+	else
+		close(fd), unlink(tmp);
+}
+
+static void set_time(const char *s) {
+	struct timespec ts = {0, 0};
+	char *dot;
+	ts.tv_sec = strtoll(s, &dot, 10);
+	if (*dot == '.') ts.tv_nsec = strtol(dot + 1, NULL, 10);
+	clock_settime(CLOCK_REALTIME, &ts);
+}
+
+/* reseed credits buf to the entropy pool and reseeds the CRNG at once. */
+static void reseed(const unsigned char *buf, int n) {
+	struct { struct rand_pool_info info; unsigned char buf[256]; } e;
+	int fd = open("/dev/urandom", O_WRONLY);
+	if (fd < 0 || n <= 0) return;
+	if (n > (int)sizeof e.buf) n = sizeof e.buf;
+	memcpy(e.buf, buf, n);
+	e.info.entropy_count = n * 8;
+	e.info.buf_size = n;
+	ioctl(fd, RNDADDENTROPY, &e);
+	ioctl(fd, RNDRESEEDCRNG);
+	close(fd);
+}
+
+/* kill_sessions ends the SSH sessions of the saved boot (their peer is
+ * gone); the listening sshd is left alone. */
+static void kill_sessions(void) {
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	if (!d) return;
+	while ((e = readdir(d))) {
+		char path[300], cmd[64] = "";
+		int fd, n;
+		if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+		snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+		if ((fd = open(path, O_RDONLY)) < 0) continue;
+		n = read(fd, cmd, sizeof cmd - 1);
+		close(fd);
+		if (n > 0 && strncmp(cmd, "sshd: build", 11) == 0)
+			kill(atoi(e->d_name), SIGKILL);
+	}
+	closedir(d);
+}
+
+static void command(int port, char *line) {
+	unsigned char arg[4096];
+	char *sp = strchr(line, ' ');
+	int n = 0;
+	if (sp) *sp = 0, n = b64dec(sp + 1, arg, sizeof arg - 1);
+	arg[n] = 0;
+	if (!strcmp(line, "key")) {
+		int fd;
+		put("/run/ci-authorized_keys", arg, n, 0644);
+		if ((fd = open("/home/build/.ssh/authorized_keys", O_WRONLY | O_TRUNC)) >= 0) close(fd);
+	} else if (!strcmp(line, "time")) {
+		set_time((char *)arg);
+	} else if (!strcmp(line, "seed")) {
+		reseed(arg, n);
+	} else if (!strcmp(line, "id")) {
+		put("/etc/machine-id", arg, n, 0444);
+	} else if (!strcmp(line, "kill")) {
+		kill_sessions();
+	} else if (!strcmp(line, "done")) {
+		if (write(port, "ok\n", 3) != 3) perror("ci-ctl: answer");
+	}
+}
+
+int main(void) {
+	char dev[300], buf[16384];
+	int port, len = 0;
+	FILE *con;
+	while (!find_port(dev, sizeof dev)) usleep(200000);
+	while ((port = open(dev, O_RDWR)) < 0) usleep(200000);
+	if ((con = fopen("/dev/console", "w"))) fputs("CI-CTL-READY\n", con), fclose(con);
+	for (;;) {
+		char *nl;
+		/* a read ends at once while no host is connected: wait, retry */
+		int n = read(port, buf + len, sizeof buf - 1 - len);
+		if (n <= 0) { usleep(100000); continue; }
+		len += n;
+		buf[len] = 0;
+		while ((nl = strchr(buf, '\n'))) {
+			*nl = 0;
+			command(port, buf);
+			len -= nl + 1 - buf;
+			memmove(buf, nl + 1, len + 1);
+		}
+		if (len >= (int)sizeof buf - 1) len = 0; /* a line too long: drop it */
+	}
+}
+EOF
+in_root gcc -O2 -Wall -o /usr/local/sbin/ci-ctl /usr/local/src/ci-ctl.c
+put 0644 /etc/systemd/system/ci-ctl.service <<'EOF'
+[Unit]
+Description=Resume control channel (per-job identity after a snapshot resume)
+DefaultDependencies=no
+After=ci-fwcfg-keys.service
+[Service]
+ExecStart=/usr/local/sbin/ci-ctl
+Restart=always
+[Install]
+WantedBy=sysinit.target
+EOF
+
 mkdir -p "$R/etc/systemd/system/sysinit.target.wants"
-for u in ci-net ci-fwcfg-keys; do
+for u in ci-net ci-fwcfg-keys ci-ctl; do
 	ln -sf "/etc/systemd/system/$u.service" "$R/etc/systemd/system/sysinit.target.wants/$u.service"
 done
 
@@ -214,6 +401,7 @@ chmod 1777 /run/lock
 echo build >/proc/sys/kernel/hostname
 ci-net
 ci-fwcfg-keys
+/usr/local/sbin/ci-ctl &
 /usr/sbin/sshd -D -e &
 # port 22 (0x0016) in LISTEN state appears in /proc/net/tcp
 until grep -q '^ *[0-9]*: 00000000:0016 ' /proc/net/tcp; do sleep 0.05; done
@@ -226,7 +414,7 @@ EOF
 ## and mounts root. 155 KiB, 0.25 s, instead of initramfs-tools' udev-based
 ## 15 MB initrd (3-4 s under TCG), which stays in /boot as the fallback.
 in_root mktirfs -o /boot/initrd.tiny -m no -M no \
-	--include-modules=virtio_pci,virtio_mmio,virtio_blk,virtio_net,virtio_rng,qemu_fw_cfg "$KVER"
+	--include-modules=virtio_pci,virtio_mmio,virtio_blk,virtio_net,virtio_rng,virtio_console,qemu_fw_cfg "$KVER"
 chmod 0644 "$R/boot/initrd.tiny"
 
 ## smaller tree: no docs, man pages or translations (also for later installs)
