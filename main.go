@@ -176,6 +176,9 @@ func (m *Main) startServices(ctx context.Context) error {
 		return err
 	}
 	booter.Log = m.Log
+	if cfg.Runner.Snapshots {
+		booter.UseSnapshots(ctx, filepath.Join(cfg.Runner.CacheDir, "snapshots"))
+	}
 	pool := runner.NewPool(m.Service, cfg, booter, m.Log)
 	m.Service.Listen(pool)
 	if err := pool.Start(ctx); err != nil {

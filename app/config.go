@@ -58,6 +58,8 @@ type RunnerConfig struct {
 	WorkDir         string           // VM overlays and sockets; never "" after parsing
 	GuestNetwork    GuestNetwork     // what guests may reach: internet|no-lan|none
 	GuestAllow      []netip.AddrPort // host services guests may reach (loopback ones at 10.0.2.2)
+	Snapshots       bool             // resume jobs' guests from saved boots
+	CacheDir        string           // snapshots (and layers); never "" after parsing
 }
 
 // ImagesConfig is the [images] section: the guest image catalogue.
@@ -120,7 +122,7 @@ func baseConfig() *Config {
 		Runner: RunnerConfig{
 			Slots: 2, CPUs: 1, Memory: 2048, Accel: "auto", CPUModel: "qemu64",
 			JobTimeout: 45 * time.Minute, FailedKeepalive: 10 * time.Minute, BootTimeout: 120 * time.Second,
-			SSHListen: "127.0.0.1:2222", SSHUser: "builds", GuestNetwork: GuestInternet,
+			SSHListen: "127.0.0.1:2222", SSHUser: "builds", GuestNetwork: GuestInternet, Snapshots: true,
 		},
 		Images: ImagesConfig{Aliases: defaultAliases()},
 		Limits: LimitsConfig{
@@ -140,6 +142,9 @@ func baseConfig() *Config {
 func (c *Config) fillDerived() {
 	if c.Runner.WorkDir == "" {
 		c.Runner.WorkDir = filepath.Join(c.Builds.DataDir, "work")
+	}
+	if c.Runner.CacheDir == "" {
+		c.Runner.CacheDir = filepath.Join(c.Builds.DataDir, "cache")
 	}
 	if c.Images.Dir == "" {
 		c.Images.Dir = filepath.Join(c.Builds.DataDir, "images")
@@ -273,6 +278,8 @@ func (c *Config) validateRunner() error {
 		return bad("runner", "name", "invalid host name %q", r.Name)
 	case r.WorkDir == "":
 		return bad("runner", "work-dir", "must not be empty")
+	case r.CacheDir == "":
+		return bad("runner", "cache-dir", "must not be empty")
 	}
 	if _, err := ParseGuestNetwork(string(r.GuestNetwork)); err != nil {
 		return bad("runner", "guest-network", "%v", err)
@@ -406,7 +413,7 @@ func (c *Config) RunnerName() string {
 
 // Abs makes every path in c absolute, relative to the current directory.
 func (c *Config) Abs() error {
-	paths := []*string{&c.Builds.DataDir, &c.Builds.SecretKey, &c.Runner.WorkDir, &c.Images.Dir, &c.Mail.PGPKey}
+	paths := []*string{&c.Builds.DataDir, &c.Builds.SecretKey, &c.Runner.WorkDir, &c.Runner.CacheDir, &c.Images.Dir, &c.Mail.PGPKey}
 	for i := range c.Images.ExtraCA {
 		paths = append(paths, &c.Images.ExtraCA[i])
 	}

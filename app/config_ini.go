@@ -273,6 +273,8 @@ func configSchema() []configSection {
 			stringField("ssh-user", func(c *Config) *string { return &c.Runner.SSHUser }),
 			stringField("name", func(c *Config) *string { return &c.Runner.Name }),
 			stringField("work-dir", func(c *Config) *string { return &c.Runner.WorkDir }),
+			boolField("snapshots", func(c *Config) *bool { return &c.Runner.Snapshots }),
+			stringField("cache-dir", func(c *Config) *string { return &c.Runner.CacheDir }),
 			{key: "guest-network", set: func(c *Config, v string) error { c.Runner.GuestNetwork = GuestNetwork(v); return nil },
 				get: func(c *Config) string { return string(c.Runner.GuestNetwork) }},
 			{key: "guest-allow", set: setGuestAllow, get: func(c *Config) string {

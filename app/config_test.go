@@ -46,6 +46,7 @@ func TestDefaultConfig(t *testing.T) {
 		{"origin", c.Builds.Origin, "http://127.0.0.1:8080"},
 		{"secret-key", c.Builds.SecretKey, ""},
 		{"work-dir", c.Runner.WorkDir, filepath.Join("builds-data", "work")},
+		{"cache-dir", c.Runner.CacheDir, filepath.Join("builds-data", "cache")},
 		{"images dir", c.Images.Dir, filepath.Join("builds-data", "images")},
 		{"stable alias", c.Images.Aliases["debian/stable"], "debian/trixie"},
 		{"testing alias", c.Images.Aliases["debian/testing"], "debian/forky"},
@@ -389,7 +390,7 @@ func TestConfigDumpRoundTrip(t *testing.T) {
 			c.Builds = BuildsConfig{Origin: "https://ci.example.org:8443", Listen: "[::1]:9000", DataDir: "/var/lib/builds",
 				SiteName: "My CI", LogLevel: "debug", LogFormat: "json", SecretKey: "/etc/builds/secret.key"}
 			c.Runner = RunnerConfig{Slots: 0, CPUs: 4, Memory: 3072, Accel: "tcg", CPUModel: "max", JobTimeout: 90 * time.Minute,
-				FailedKeepalive: 0, BootTimeout: 1500 * time.Millisecond, SSHListen: "", SSHUser: "ci", Name: "r1", WorkDir: "/tmp/w",
+				FailedKeepalive: 0, BootTimeout: 1500 * time.Millisecond, SSHListen: "", SSHUser: "ci", Name: "r1", WorkDir: "/tmp/w", CacheDir: "/tmp/c", Snapshots: false,
 				GuestNetwork: GuestNoLAN, GuestAllow: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:3142"), netip.MustParseAddrPort("[::1]:9418")}}
 			c.Images = ImagesConfig{Dir: "/img", DebianMirror: "http://mirror.invalid/debian", ExtraCA: []string{"/a.pem", "/b.pem"},
 				Aliases: map[string]string{"debian/stable": "debian/trixie", "custom": "debian/sid"}}

@@ -65,11 +65,17 @@ type QEMUBooter struct {
 	cfg     *app.Config
 	catalog *images.Catalog
 	network *app.GuestPolicy
+	// snaps holds the saved guests jobs resume from (nil: always boot).
+	snaps *snapshotStore
+	// bg bounds background work (snapshot making) to the booter's life.
+	bg context.Context
 
 	mode      string
 	accelOnce sync.Once
 	accel     string
 	warning   string
+	qemuOnce  sync.Once
+	qemuVer   string
 }
 
 // NewQEMUBooter returns a booter. accel is "kvm", "tcg" or "auto"; with
@@ -82,7 +88,26 @@ func NewQEMUBooter(cfg *app.Config, catalog *images.Catalog, accel string) (*QEM
 	if err != nil {
 		return nil, fmt.Errorf("guest network: %w", err)
 	}
-	return &QEMUBooter{Log: slog.Default(), cfg: cfg, catalog: catalog, network: policy, mode: accel}, nil
+	return &QEMUBooter{Log: slog.Default(), cfg: cfg, catalog: catalog, network: policy, mode: accel, bg: context.Background()}, nil
+}
+
+// UseSnapshots makes jobs resume guests saved in dir instead of booting
+// them (snapshot.go); background work ends with ctx.
+func (b *QEMUBooter) UseSnapshots(ctx context.Context, dir string) {
+	b.snaps = newSnapshotStore(dir, b.Log)
+	b.bg = ctx
+}
+
+// qemu returns QEMU's version line, once.
+func (b *QEMUBooter) qemu() string {
+	b.qemuOnce.Do(func() {
+		v, err := qemuVersion()
+		if err != nil {
+			b.Log.Warn("no QEMU version; VM snapshots are off", "err", err)
+		}
+		b.qemuVer = v
+	})
+	return b.qemuVer
 }
 
 // Accel resolves (once) and returns the accelerator and its warning.
@@ -127,8 +152,7 @@ func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 		return nil, fmt.Errorf("job key: %w", err)
 	}
 	spec.Logf("Booting image %s (%s)", spec.Image, img.Arch)
-	spec.Logf("Waiting for guest to settle")
-	vm, err := StartVM(ctx, VMConfig{
+	cfg := VMConfig{
 		Image:         img,
 		CPUs:          b.cfg.Runner.CPUs,
 		MemoryMiB:     b.cfg.Runner.Memory,
@@ -141,7 +165,18 @@ func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 		ClientSigner:  signer,
 		Network:       b.network,
 		NetRefused:    refusalLogger(spec.Logf),
-	})
+	}
+	shape := b.vmShape(img, cfg)
+	if vm := b.resume(ctx, spec, cfg, shape); vm != nil {
+		spec.Logf("Resumed %s from snapshot in %.1fs (%s, %d CPU, %d MiB; guest network: %s)",
+			spec.Image, vm.BootDuration().Seconds(), strings.ToUpper(accel), cfg.CPUs, cfg.MemoryMiB, b.network.Mode())
+		return &qemuGuest{vm: vm, img: img, dir: dir}, nil
+	} else if err := ctx.Err(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	spec.Logf("Waiting for guest to settle")
+	vm, err := StartVM(ctx, cfg)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -149,6 +184,52 @@ func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 	spec.Logf("Guest ready after %.1fs (%s, %d CPU, %d MiB; guest network: %s)",
 		vm.BootDuration().Seconds(), strings.ToUpper(accel), b.cfg.Runner.CPUs, b.cfg.Runner.Memory, b.network.Mode())
 	return &qemuGuest{vm: vm, img: img, dir: dir}, nil
+}
+
+// vmShape is what a saved guest for cfg must match; the zero shape (no
+// snapshots, an image without a control channel) never does.
+func (b *QEMUBooter) vmShape(img *images.Image, cfg VMConfig) vmShape {
+	if b.snaps == nil || img.Meta.Control == "" {
+		return vmShape{}
+	}
+	q := b.qemu()
+	if q == "" {
+		return vmShape{}
+	}
+	return shapeOf(img, cfg, q)
+}
+
+// resume starts the job's guest from its image's snapshot, if there is a
+// good one; otherwise it has one made in the background and returns nil,
+// and the job boots. A snapshot that fails to resume is discarded.
+func (b *QEMUBooter) resume(ctx context.Context, spec BootSpec, cfg VMConfig, shape vmShape) *VM {
+	if shape == (vmShape{}) {
+		return nil
+	}
+	maker := cfg
+	maker.Console, maker.NetRefused = nil, nil
+	r, _, ok := b.snaps.find(shape)
+	if !ok {
+		b.snaps.ensure(b.bg, shape, maker)
+		return nil
+	}
+	cfg.Resume = r
+	vm, err := StartVM(ctx, cfg)
+	switch {
+	case err == nil:
+		return vm
+	case errors.Is(err, errResume) && ctx.Err() == nil:
+		spec.Logf("Warning: the snapshot of %s did not resume (%s); booting instead", spec.Image, firstLine(err.Error()))
+		b.snaps.discard(shape.key(), err.Error())
+		b.snaps.ensure(b.bg, shape, maker)
+	}
+	return nil
+}
+
+// firstLine cuts a multi-line error (console tails) to its first line.
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
 }
 
 // loggedRefusals is how many refused guest connections a setup log shows;

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -244,4 +245,68 @@ tasks:
 			t.Errorf("setup log lacks %q:\n%s", want, setup)
 		}
 	}
+}
+
+// TestVMSnapshots runs jobs from snapshots and through every fallback:
+// none yet (boot, one is made), good (resume), corrupt (discarded, boot),
+// stale (another VM shape: boot, remade, the old one pruned).
+func TestVMSnapshots(t *testing.T) {
+	h, img := newVMHarness(t)
+	b := h.pool.booter.(*QEMUBooter)
+	dir := t.TempDir()
+	b.UseSnapshots(context.Background(), dir)
+	hello := "image: debian/bookworm\ntasks:\n  - hello: echo hello from the guest\n"
+	runJob := func(want string) string {
+		t.Helper()
+		job := h.submit(hello)
+		got := h.wait(job.ID)
+		setup := h.log(job.ID, "")
+		if got.Status != app.JobSuccess || !strings.Contains(h.log(job.ID, "hello"), "\nhello from the guest") {
+			t.Fatalf("status %s\n%s\n%s", got.Status, setup, h.log(job.ID, "hello"))
+		}
+		if !strings.Contains(setup, want) {
+			t.Fatalf("setup log lacks %q:\n%s", want, setup)
+		}
+		return setup
+	}
+	shape := func() vmShape {
+		return shapeOf(img, VMConfig{CPUs: h.cfg.Runner.CPUs, MemoryMiB: h.cfg.Runner.Memory, CPUModel: h.cfg.Runner.CPUModel, Accel: "tcg"}, b.qemu())
+	}
+	waitSnapshot := func() *Resume {
+		t.Helper()
+		var r *Resume
+		h.waitFor("the snapshot", func() bool {
+			var ok bool
+			r, _, ok = b.snaps.find(shape())
+			return ok
+		})
+		return r
+	}
+	runJob("Waiting for guest to settle")
+	r := waitSnapshot()
+	setup := runJob("Resumed debian/bookworm from snapshot in")
+	if strings.Contains(setup, "Waiting for guest to settle") {
+		t.Errorf("a resumed job booted too:\n%s", setup)
+	}
+
+	// a state file damaged in place (same size): the resume fails, the
+	// job boots, the snapshot is dropped and made again
+	size := fileSize(r.Mem)
+	if err := os.WriteFile(r.Mem, make([]byte, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runJob("did not resume")
+	waitSnapshot()
+	runJob("Resumed debian/bookworm from snapshot in")
+
+	// another VM shape: the old snapshot does not fit; a new one is made
+	// and replaces it
+	old := shape().key()
+	h.cfg.Runner.Memory = 768
+	runJob("Waiting for guest to settle")
+	waitSnapshot()
+	if _, err := os.Stat(filepath.Join(dir, old)); !os.IsNotExist(err) {
+		t.Errorf("stale snapshot %s kept: %v", old, err)
+	}
+	runJob("Resumed debian/bookworm from snapshot in")
 }
