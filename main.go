@@ -177,14 +177,14 @@ func (m *Main) startServices(ctx context.Context) error {
 	}
 	booter.Log = m.Log
 	if cfg.Runner.Snapshots {
-		booter.UseSnapshots(ctx, filepath.Join(cfg.Runner.CacheDir, "snapshots"))
+		booter.UseSnapshots(ctx, filepath.Join(cfg.Runner.CacheDir, "snapshots"), cfg.Runner.WarmGuests)
 	}
 	pool := runner.NewPool(m.Service, cfg, booter, m.Log)
 	m.Service.Listen(pool)
 	if err := pool.Start(ctx); err != nil {
 		return err
 	}
-	m.closers = append(m.closers, pool.Close)
+	m.closers = append(m.closers, booter.Close, pool.Close)
 	if cfg.Runner.Slots > 0 {
 		// Probe the accelerator now, so its verdict (and a TCG fallback
 		// warning) shows at start-up rather than in the first job.

@@ -59,6 +59,7 @@ type RunnerConfig struct {
 	GuestNetwork    GuestNetwork     // what guests may reach: internet|no-lan|none
 	GuestAllow      []netip.AddrPort // host services guests may reach (loopback ones at 10.0.2.2)
 	Snapshots       bool             // resume jobs' guests from saved boots
+	WarmGuests      int              // guests resumed ahead of time, waiting for jobs
 	CacheDir        string           // snapshots (and layers); never "" after parsing
 }
 
@@ -122,7 +123,7 @@ func baseConfig() *Config {
 		Runner: RunnerConfig{
 			Slots: 2, CPUs: 1, Memory: 2048, Accel: "auto", CPUModel: "qemu64",
 			JobTimeout: 45 * time.Minute, FailedKeepalive: 10 * time.Minute, BootTimeout: 120 * time.Second,
-			SSHListen: "127.0.0.1:2222", SSHUser: "builds", GuestNetwork: GuestInternet, Snapshots: true,
+			SSHListen: "127.0.0.1:2222", SSHUser: "builds", GuestNetwork: GuestInternet, Snapshots: true, WarmGuests: 1,
 		},
 		Images: ImagesConfig{Aliases: defaultAliases()},
 		Limits: LimitsConfig{
@@ -280,6 +281,8 @@ func (c *Config) validateRunner() error {
 		return bad("runner", "work-dir", "must not be empty")
 	case r.CacheDir == "":
 		return bad("runner", "cache-dir", "must not be empty")
+	case r.WarmGuests < 0:
+		return bad("runner", "warm-guests", "must be 0 or more, got %d", r.WarmGuests)
 	}
 	if _, err := ParseGuestNetwork(string(r.GuestNetwork)); err != nil {
 		return bad("runner", "guest-network", "%v", err)

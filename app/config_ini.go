@@ -274,6 +274,7 @@ func configSchema() []configSection {
 			stringField("name", func(c *Config) *string { return &c.Runner.Name }),
 			stringField("work-dir", func(c *Config) *string { return &c.Runner.WorkDir }),
 			boolField("snapshots", func(c *Config) *bool { return &c.Runner.Snapshots }),
+			intField("warm-guests", func(c *Config) *int { return &c.Runner.WarmGuests }),
 			stringField("cache-dir", func(c *Config) *string { return &c.Runner.CacheDir }),
 			{key: "guest-network", set: func(c *Config, v string) error { c.Runner.GuestNetwork = GuestNetwork(v); return nil },
 				get: func(c *Config) string { return string(c.Runner.GuestNetwork) }},

@@ -225,3 +225,75 @@ func BenchmarkVMGuestNetwork(b *testing.B) {
 		b.ReportMetric(float64(us)/1000, p.name+"-connect-ms")
 	}
 }
+
+// BenchmarkVMJobStart measures submit → first byte of task output for a
+// job that boots its guest and for one that resumes its image's snapshot,
+// and, in the same run, a stock-style boot (bzImage through SeaBIOS,
+// initramfs-tools) to SSH, the way builds.sr.ht starts a guest.
+func BenchmarkVMJobStart(b *testing.B) {
+	h, img := newVMHarness(b, func(c *app.Config) { c.Runner.Slots = 1 })
+	booter := h.pool.booter.(*QEMUBooter)
+	firstByte := func() time.Duration {
+		start := time.Now()
+		job := h.submit("image: debian/bookworm\ntasks:\n  - hello: echo first-byte\n")
+		h.waitFor("first task output", func() bool {
+			return strings.Contains(h.log(job.ID, "hello"), "\nfirst-byte")
+		})
+		d := time.Since(start)
+		h.wait(job.ID)
+		return d
+	}
+	var cold, resumed time.Duration
+	for i := 0; i < b.N; i++ {
+		cold += firstByte()
+	}
+	booter.UseSnapshots(context.Background(), b.TempDir(), 0)
+	firstByte() // boots and has the snapshot made
+	shape := shapeOf(img, VMConfig{CPUs: h.cfg.Runner.CPUs, MemoryMiB: h.cfg.Runner.Memory, CPUModel: h.cfg.Runner.CPUModel, Accel: h.cfg.Runner.Accel}, booter.qemu())
+	h.waitFor("the snapshot", func() bool { _, _, ok := booter.snaps.find(shape); return ok })
+	_, meta, _ := booter.snaps.find(shape)
+	for i := 0; i < b.N; i++ {
+		resumed += firstByte()
+	}
+	// with a warm guest waiting for each job, as when jobs do not come
+	// all at once
+	booter.warm.max = 1
+	b.Cleanup(func() { booter.Close() })
+	waitWarm := func() {
+		h.waitFor("a warm guest", func() bool {
+			booter.warm.mu.Lock()
+			defer booter.warm.mu.Unlock()
+			return len(booter.warm.guests) > 0
+		})
+	}
+	firstByte() // fills the pool
+	var warm time.Duration
+	for i := 0; i < b.N; i++ {
+		waitWarm()
+		warm += firstByte()
+	}
+	b.StopTimer()
+	pub, signer := jobKey(b)
+	var stock time.Duration
+	for i := 0; i < b.N; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		vm, err := startVM(ctx, VMConfig{Image: img, CPUs: h.cfg.Runner.CPUs, MemoryMiB: h.cfg.Runner.Memory, Accel: h.cfg.Runner.Accel,
+			WorkDir: b.TempDir(), BootTimeout: 2 * time.Minute, AuthorizedKey: pub, ClientSigner: signer}, stockBoot(img))
+		if err != nil {
+			cancel()
+			b.Fatal(err)
+		}
+		stock += vm.BootDuration()
+		vm.Close()
+		cancel()
+	}
+	n := float64(b.N)
+	b.ReportMetric(cold.Seconds()/n, "boot-first-byte-s")
+	b.ReportMetric(resumed.Seconds()/n, "snapshot-first-byte-s")
+	b.ReportMetric(warm.Seconds()/n, "warm-first-byte-s")
+	b.ReportMetric(warm.Seconds()/stock.Seconds(), "warm/stock")
+	b.ReportMetric(stock.Seconds()/n, "stock-boot-to-ssh-s")
+	b.ReportMetric(resumed.Seconds()/stock.Seconds(), "snapshot/stock")
+	b.ReportMetric(float64(meta.MemSize)/(1<<20), "snapshot-mem-MiB")
+	b.ReportMetric(float64(meta.DiskSize)/(1<<20), "snapshot-disk-MiB")
+}

@@ -65,8 +65,10 @@ type QEMUBooter struct {
 	cfg     *app.Config
 	catalog *images.Catalog
 	network *app.GuestPolicy
-	// snaps holds the saved guests jobs resume from (nil: always boot).
+	// snaps holds the saved guests jobs resume from (nil: always boot);
+	// warm the guests resumed ahead of time (warm.go).
 	snaps *snapshotStore
+	warm  *warmPool
 	// bg bounds background work (snapshot making) to the booter's life.
 	bg context.Context
 
@@ -92,10 +94,21 @@ func NewQEMUBooter(cfg *app.Config, catalog *images.Catalog, accel string) (*QEM
 }
 
 // UseSnapshots makes jobs resume guests saved in dir instead of booting
-// them (snapshot.go); background work ends with ctx.
-func (b *QEMUBooter) UseSnapshots(ctx context.Context, dir string) {
+// them (snapshot.go), with up to warm of them resumed ahead of time
+// (warm.go); background work ends with ctx, and Close shuts the waiting
+// guests down.
+func (b *QEMUBooter) UseSnapshots(ctx context.Context, dir string, warm int) {
 	b.snaps = newSnapshotStore(dir, b.Log)
+	b.warm = &warmPool{max: warm, b: b, filling: map[string]bool{}}
 	b.bg = ctx
+}
+
+// Close shuts down the guests waiting for jobs.
+func (b *QEMUBooter) Close() error {
+	if b.warm != nil {
+		b.warm.close()
+	}
+	return nil
 }
 
 // qemu returns QEMU's version line, once.
@@ -167,10 +180,17 @@ func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 		NetRefused:    refusalLogger(spec.Logf),
 	}
 	shape := b.vmShape(img, cfg)
-	if vm := b.resume(ctx, spec, cfg, shape); vm != nil {
-		spec.Logf("Resumed %s from snapshot in %.1fs (%s, %d CPU, %d MiB; guest network: %s)",
-			spec.Image, vm.BootDuration().Seconds(), strings.ToUpper(accel), cfg.CPUs, cfg.MemoryMiB, b.network.Mode())
-		return &qemuGuest{vm: vm, img: img, dir: dir}, nil
+	if g := b.resume(ctx, spec, cfg, shape, dir); g != nil {
+		if g.dir != dir {
+			os.RemoveAll(dir)
+		}
+		waited := ""
+		if !g.ready.IsZero() {
+			waited = fmt.Sprintf(", waiting %s", time.Since(g.ready).Round(time.Second))
+		}
+		spec.Logf("Resumed %s from snapshot in %.1fs (%s, %d CPU, %d MiB; guest network: %s%s)",
+			spec.Image, g.resumed.Seconds(), strings.ToUpper(accel), cfg.CPUs, cfg.MemoryMiB, b.network.Mode(), waited)
+		return &qemuGuest{vm: g.vm, img: img, dir: g.dir}, nil
 	} else if err := ctx.Err(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -200,28 +220,38 @@ func (b *QEMUBooter) vmShape(img *images.Image, cfg VMConfig) vmShape {
 }
 
 // resume starts the job's guest from its image's snapshot, if there is a
-// good one; otherwise it has one made in the background and returns nil,
-// and the job boots. A snapshot that fails to resume is discarded.
-func (b *QEMUBooter) resume(ctx context.Context, spec BootSpec, cfg VMConfig, shape vmShape) *VM {
+// good one: a warm guest if one waits (another is then prepared), else a
+// guest resumed now in dir. Otherwise it has a snapshot made in the
+// background and returns nil, and the job boots. A snapshot that fails
+// to resume is discarded (and made again).
+func (b *QEMUBooter) resume(ctx context.Context, spec BootSpec, cfg VMConfig, shape vmShape, dir string) *warmGuest {
 	if shape == (vmShape{}) {
 		return nil
 	}
-	maker := cfg
-	maker.Console, maker.NetRefused = nil, nil
+	bare := cfg
+	bare.Console, bare.NetRefused = nil, nil
 	r, _, ok := b.snaps.find(shape)
 	if !ok {
-		b.snaps.ensure(b.bg, shape, maker)
+		b.snaps.ensure(b.bg, shape, bare)
 		return nil
 	}
+	if g := b.warm.take(shape); g != nil {
+		g.h.attach(spec.Console, cfg.NetRefused)
+		b.warm.fill(shape, bare, r)
+		return g
+	}
 	cfg.Resume = r
+	start := time.Now()
 	vm, err := StartVM(ctx, cfg)
 	switch {
 	case err == nil:
-		return vm
+		b.warm.fill(shape, bare, r)
+		return &warmGuest{shape: shape, vm: vm, img: cfg.Image, dir: dir, resumed: time.Since(start)}
 	case errors.Is(err, errResume) && ctx.Err() == nil:
 		spec.Logf("Warning: the snapshot of %s did not resume (%s); booting instead", spec.Image, firstLine(err.Error()))
 		b.snaps.discard(shape.key(), err.Error())
-		b.snaps.ensure(b.bg, shape, maker)
+		b.warm.drop(shape.key())
+		b.snaps.ensure(b.bg, shape, bare)
 	}
 	return nil
 }

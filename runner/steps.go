@@ -22,7 +22,7 @@ func (e *exitError) Error() string { return fmt.Sprintf("%s: exit status %d", e.
 // steps runs the manifest in upstream's order (behaviour.md §2.3).
 func (r *jobRun) steps() error {
 	for _, step := range []func() error{
-		r.sendTasks, r.sendEnv, r.sendSecrets, r.sendHutConfig,
+		r.sendTasksAndEnv, r.sendSecrets, r.sendHutConfig,
 		r.addRepositories, r.installPackages, r.cloneSources,
 		r.runTasks, r.uploadArtifacts,
 	} {
@@ -92,27 +92,33 @@ acurl() (
 )
 `
 
-// sendTasks writes ~/.tasks/<name> (preamble + script + "\n", mode 755).
-func (r *jobRun) sendTasks() error {
+// sendTasksAndEnv writes ~/.tasks/<name> (preamble + script + "\n",
+// mode 755) and ~/.buildenv (mode 755), minting the job's API token first
+// when the manifest asks for one: upstream's two steps, in one session.
+func (r *jobRun) sendTasksAndEnv() error {
 	r.logf("Sending tasks")
 	s := newFileScript()
 	for _, t := range r.m.Tasks {
 		s.file(guestPath("~/.tasks/"+t.Name), []byte(taskPreamble+t.Script+"\n"), 0o755)
 	}
-	return s.run(r, "send tasks")
+	r.logf("Sending build environment")
+	env, err := r.buildEnv()
+	if err != nil {
+		return err
+	}
+	s.file(guestPath("~/.buildenv"), []byte(env), 0o755)
+	return s.run(r, "send tasks and build environment")
 }
 
 // reservedEnv are the variables builds sets itself; they override the
 // manifest's.
 var reservedEnv = map[string]bool{"CI_NAME": true, "JOB_ID": true, "JOB_URL": true, "OAUTH2_TOKEN": true}
 
-// sendEnv writes ~/.buildenv (mode 755), minting the job's API token
-// first when the manifest asks for one.
-func (r *jobRun) sendEnv() error {
-	r.logf("Sending build environment")
+// buildEnv returns ~/.buildenv (behaviour.md §1.4).
+func (r *jobRun) buildEnv() (string, error) {
 	token, err := r.mintToken()
 	if err != nil {
-		return err
+		return "", err
 	}
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\ncomplete-build() {\n\techo 1 > ~/.complete-build\n\texit 0\n}\n")
@@ -132,9 +138,7 @@ func (r *jobRun) sendEnv() error {
 	for _, e := range fixed {
 		b.WriteString(e.ShellLine() + "\n")
 	}
-	s := newFileScript()
-	s.file(guestPath("~/.buildenv"), []byte(b.String()), 0o755)
-	return s.run(r, "send build environment")
+	return b.String(), nil
 }
 
 func (r *jobRun) jobURL() string {

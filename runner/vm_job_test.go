@@ -254,7 +254,7 @@ func TestVMSnapshots(t *testing.T) {
 	h, img := newVMHarness(t)
 	b := h.pool.booter.(*QEMUBooter)
 	dir := t.TempDir()
-	b.UseSnapshots(context.Background(), dir)
+	b.UseSnapshots(context.Background(), dir, 0)
 	hello := "image: debian/bookworm\ntasks:\n  - hello: echo hello from the guest\n"
 	runJob := func(want string) string {
 		t.Helper()
