@@ -178,6 +178,9 @@ func (m *Main) startServices(ctx context.Context) error {
 	booter.Log = m.Log
 	if cfg.Runner.Snapshots {
 		booter.UseSnapshots(ctx, filepath.Join(cfg.Runner.CacheDir, "snapshots"), cfg.Runner.WarmGuests)
+		if cfg.Runner.Layers {
+			booter.UseLayers(layerStore(cfg, m.Log))
+		}
 	}
 	pool := runner.NewPool(m.Service, cfg, booter, m.Log)
 	m.Service.Listen(pool)
@@ -301,4 +304,9 @@ func privateDir(dir string) error {
 		}
 	}
 	return nil
+}
+
+// layerStore opens the runner's package layers with their limits.
+func layerStore(cfg *app.Config, log *slog.Logger) *runner.LayerStore {
+	return runner.NewLayerStore(filepath.Join(cfg.Runner.CacheDir, "layers"), cfg.Runner.LayerMaxAge, cfg.Runner.LayerCacheSize, log)
 }

@@ -60,6 +60,9 @@ type RunnerConfig struct {
 	GuestAllow      []netip.AddrPort // host services guests may reach (loopback ones at 10.0.2.2)
 	Snapshots       bool             // resume jobs' guests from saved boots
 	WarmGuests      int              // guests resumed ahead of time, waiting for jobs
+	Layers          bool             // save and reuse installed packages
+	LayerMaxAge     time.Duration    // a layer is remade after this
+	LayerCacheSize  int64            // bytes; least recently used layers go beyond it
 	CacheDir        string           // snapshots (and layers); never "" after parsing
 }
 
@@ -124,6 +127,7 @@ func baseConfig() *Config {
 			Slots: 2, CPUs: 1, Memory: 2048, Accel: "auto", CPUModel: "qemu64",
 			JobTimeout: 45 * time.Minute, FailedKeepalive: 10 * time.Minute, BootTimeout: 120 * time.Second,
 			SSHListen: "127.0.0.1:2222", SSHUser: "builds", GuestNetwork: GuestInternet, Snapshots: true, WarmGuests: 1,
+			Layers: true, LayerMaxAge: 7 * 24 * time.Hour, LayerCacheSize: 10 << 30,
 		},
 		Images: ImagesConfig{Aliases: defaultAliases()},
 		Limits: LimitsConfig{
@@ -283,6 +287,10 @@ func (c *Config) validateRunner() error {
 		return bad("runner", "cache-dir", "must not be empty")
 	case r.WarmGuests < 0:
 		return bad("runner", "warm-guests", "must be 0 or more, got %d", r.WarmGuests)
+	case r.LayerMaxAge <= 0:
+		return bad("runner", "layer-max-age", "must be positive, got %s", r.LayerMaxAge)
+	case r.LayerCacheSize <= 0:
+		return bad("runner", "layer-cache-size", "must be positive, got %d", r.LayerCacheSize)
 	}
 	if _, err := ParseGuestNetwork(string(r.GuestNetwork)); err != nil {
 		return bad("runner", "guest-network", "%v", err)

@@ -275,6 +275,9 @@ func configSchema() []configSection {
 			stringField("work-dir", func(c *Config) *string { return &c.Runner.WorkDir }),
 			boolField("snapshots", func(c *Config) *bool { return &c.Runner.Snapshots }),
 			intField("warm-guests", func(c *Config) *int { return &c.Runner.WarmGuests }),
+			boolField("layers", func(c *Config) *bool { return &c.Runner.Layers }),
+			durationField("layer-max-age", func(c *Config) *time.Duration { return &c.Runner.LayerMaxAge }),
+			sizeField("layer-cache-size", func(c *Config) *int64 { return &c.Runner.LayerCacheSize }),
 			stringField("cache-dir", func(c *Config) *string { return &c.Runner.CacheDir }),
 			{key: "guest-network", set: func(c *Config, v string) error { c.Runner.GuestNetwork = GuestNetwork(v); return nil },
 				get: func(c *Config) string { return string(c.Runner.GuestNetwork) }},
@@ -427,15 +430,24 @@ func setManifestSize(c *Config, v string) error {
 }
 
 func parseDuration(v string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 && n < 100000 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q (want e.g. 90s, 10m or 1h30m)", v)
+		return 0, fmt.Errorf("invalid duration %q (want e.g. 90s, 10m, 1h30m or 7d)", v)
 	}
 	return d, nil
 }
 
-// formatDuration prints d without zero trailing units: 45m, 1h, 1h30m, 90s.
+// formatDuration prints d without zero trailing units: 45m, 1h, 1h30m,
+// 90s, and whole days as 7d.
 func formatDuration(d time.Duration) string {
+	if day := 24 * time.Hour; d >= day && d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

@@ -201,7 +201,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"BadInteger", "[runner]\n# two slots\n\nslots = two\n", `builds.ini:4: runner.slots: invalid integer "two"`},
 		{"InlineCommentIsValue", "[runner]\nslots = 2 # two\n", `builds.ini:2: runner.slots: invalid integer "2 # two"`},
 		{"NegativeSlots", "[runner]\nslots = -1\n", `builds.ini:2: runner.slots: must be 0 or more, got -1`},
-		{"BadDuration", "[webhooks]\ntimeout = 10\n", `builds.ini:2: webhooks.timeout: invalid duration "10" (want e.g. 90s, 10m or 1h30m)`},
+		{"BadDuration", "[webhooks]\ntimeout = 10\n", `builds.ini:2: webhooks.timeout: invalid duration "10" (want e.g. 90s, 10m, 1h30m or 7d)`},
 		{"ZeroJobTimeout", "[runner]\njob-timeout = 0s\n", `builds.ini:2: runner.job-timeout: must be positive, got 0s`},
 		{"BadSize", "[limits]\nartifact-size = 1.5G\n", `builds.ini:2: limits.artifact-size: invalid size "1.5G" (want a whole number with an optional K, M, G or T suffix)`},
 		{"BadSizeUnit", "[limits]\nlog-size = 64X\n", `builds.ini:2: limits.log-size: invalid size "64X" (want a whole number with an optional K, M, G or T suffix)`},
@@ -390,7 +390,7 @@ func TestConfigDumpRoundTrip(t *testing.T) {
 			c.Builds = BuildsConfig{Origin: "https://ci.example.org:8443", Listen: "[::1]:9000", DataDir: "/var/lib/builds",
 				SiteName: "My CI", LogLevel: "debug", LogFormat: "json", SecretKey: "/etc/builds/secret.key"}
 			c.Runner = RunnerConfig{Slots: 0, CPUs: 4, Memory: 3072, Accel: "tcg", CPUModel: "max", JobTimeout: 90 * time.Minute,
-				FailedKeepalive: 0, BootTimeout: 1500 * time.Millisecond, SSHListen: "", SSHUser: "ci", Name: "r1", WorkDir: "/tmp/w", CacheDir: "/tmp/c", Snapshots: false,
+				FailedKeepalive: 0, BootTimeout: 1500 * time.Millisecond, SSHListen: "", SSHUser: "ci", Name: "r1", WorkDir: "/tmp/w", CacheDir: "/tmp/c", Snapshots: false, WarmGuests: 3, Layers: false, LayerMaxAge: 36 * time.Hour, LayerCacheSize: 5 << 30,
 				GuestNetwork: GuestNoLAN, GuestAllow: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:3142"), netip.MustParseAddrPort("[::1]:9418")}}
 			c.Images = ImagesConfig{Dir: "/img", DebianMirror: "http://mirror.invalid/debian", ExtraCA: []string{"/a.pem", "/b.pem"},
 				Aliases: map[string]string{"debian/stable": "debian/trixie", "custom": "debian/sid"}}

@@ -48,6 +48,12 @@ type BootSpec struct {
 	// Logf writes a line to the job's setup log; booters use it for
 	// "Booting image ..." and warnings such as an acceleration fallback.
 	Logf func(format string, args ...any)
+	// Install is what the job installs first (repositories, packages):
+	// a booter with package layers resumes a guest that has it already
+	// (the guest's FromLayer says so). Nil installs nothing.
+	Install *app.Manifest
+	// NoLayer keeps the job from using and making package layers.
+	NoLayer bool
 }
 
 // Booter makes one Guest per job. Boot returns once the guest accepts SSH
@@ -66,9 +72,11 @@ type QEMUBooter struct {
 	catalog *images.Catalog
 	network *app.GuestPolicy
 	// snaps holds the saved guests jobs resume from (nil: always boot);
-	// warm the guests resumed ahead of time (warm.go).
-	snaps *snapshotStore
-	warm  *warmPool
+	// warm the guests resumed ahead of time (warm.go); layers the saved
+	// guests with packages installed (layers.go; nil: none).
+	snaps  *snapshotStore
+	warm   *warmPool
+	layers *LayerStore
 	// bg bounds background work (snapshot making) to the booter's life.
 	bg context.Context
 
@@ -102,6 +110,10 @@ func (b *QEMUBooter) UseSnapshots(ctx context.Context, dir string, warm int) {
 	b.warm = &warmPool{max: warm, b: b, filling: map[string]bool{}}
 	b.bg = ctx
 }
+
+// UseLayers makes jobs resume guests with their packages installed
+// (layers.go), from ls; it needs snapshots on (UseSnapshots).
+func (b *QEMUBooter) UseLayers(ls *LayerStore) { b.layers = ls }
 
 // Close shuts down the guests waiting for jobs.
 func (b *QEMUBooter) Close() error {
@@ -180,17 +192,27 @@ func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 		NetRefused:    refusalLogger(spec.Logf),
 	}
 	shape := b.vmShape(img, cfg)
-	if g := b.resume(ctx, spec, cfg, shape, dir); g != nil {
-		if g.dir != dir {
+	g := &qemuGuest{img: img, dir: dir}
+	mode := fmt.Sprintf("%s, %d CPU, %d MiB; guest network: %s", strings.ToUpper(accel), cfg.CPUs, cfg.MemoryMiB, b.network.Mode())
+	if recipe := recipeOf(spec.Install); recipe != nil && !spec.NoLayer && b.layers != nil && shape != (vmShape{}) {
+		g.layers, g.shape, g.recipe, g.layerKey = b.layers, shape, recipe, layerKey(shape, recipe)
+		if vm, info, took := b.resumeLayer(ctx, spec, cfg, g.layerKey); vm != nil {
+			g.vm, g.fromLayer = vm, info
+			spec.Logf("Resumed %s with its packages from a layer in %.1fs (%s)", spec.Image, took.Seconds(), mode)
+			return g, nil
+		}
+	}
+	if w := b.resume(ctx, spec, cfg, shape, dir); w != nil {
+		if w.dir != dir {
 			os.RemoveAll(dir)
 		}
 		waited := ""
-		if !g.ready.IsZero() {
-			waited = fmt.Sprintf(", waiting %s", time.Since(g.ready).Round(time.Second))
+		if !w.ready.IsZero() {
+			waited = fmt.Sprintf(", waiting %s", time.Since(w.ready).Round(time.Second))
 		}
-		spec.Logf("Resumed %s from snapshot in %.1fs (%s, %d CPU, %d MiB; guest network: %s%s)",
-			spec.Image, g.resumed.Seconds(), strings.ToUpper(accel), cfg.CPUs, cfg.MemoryMiB, b.network.Mode(), waited)
-		return &qemuGuest{vm: g.vm, img: img, dir: g.dir}, nil
+		spec.Logf("Resumed %s from snapshot in %.1fs (%s%s)", spec.Image, w.resumed.Seconds(), mode, waited)
+		g.vm, g.dir, g.base = w.vm, w.dir, w.base
+		return g, nil
 	} else if err := ctx.Err(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -201,9 +223,32 @@ func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	spec.Logf("Guest ready after %.1fs (%s, %d CPU, %d MiB; guest network: %s)",
-		vm.BootDuration().Seconds(), strings.ToUpper(accel), b.cfg.Runner.CPUs, b.cfg.Runner.Memory, b.network.Mode())
-	return &qemuGuest{vm: vm, img: img, dir: dir}, nil
+	spec.Logf("Guest ready after %.1fs (%s)", vm.BootDuration().Seconds(), mode)
+	g.vm, g.base = vm, img.Disk()
+	return g, nil
+}
+
+// resumeLayer starts the guest from the layer key, if there is a good
+// one; a layer that fails to resume is removed.
+func (b *QEMUBooter) resumeLayer(ctx context.Context, spec BootSpec, cfg VMConfig, key string) (*VM, *LayerInfo, time.Duration) {
+	r, info, ok := b.layers.find(key)
+	if !ok {
+		return nil, nil, 0
+	}
+	defer b.layers.release(key) // QEMU holds the files once it started
+	cfg.Resume = r
+	start := time.Now()
+	vm, err := StartVM(ctx, cfg)
+	if err == nil {
+		return vm, info, time.Since(start)
+	}
+	if errors.Is(err, errResume) && ctx.Err() == nil {
+		spec.Logf("Warning: the package layer did not resume (%s); installing instead", firstLine(err.Error()))
+		b.layers.mu.Lock()
+		b.layers.removeLocked(key, err.Error())
+		b.layers.mu.Unlock()
+	}
+	return nil, nil, 0
 }
 
 // vmShape is what a saved guest for cfg must match; the zero shape (no
@@ -246,7 +291,7 @@ func (b *QEMUBooter) resume(ctx context.Context, spec BootSpec, cfg VMConfig, sh
 	switch {
 	case err == nil:
 		b.warm.fill(shape, bare, r)
-		return &warmGuest{shape: shape, vm: vm, img: cfg.Image, dir: dir, resumed: time.Since(start)}
+		return &warmGuest{shape: shape, vm: vm, img: cfg.Image, dir: dir, base: r.Disk, resumed: time.Since(start)}
 	case errors.Is(err, errResume) && ctx.Err() == nil:
 		spec.Logf("Warning: the snapshot of %s did not resume (%s); booting instead", spec.Image, firstLine(err.Error()))
 		b.snaps.discard(shape.key(), err.Error())
@@ -286,9 +331,42 @@ func refusalLogger(logf func(string, ...any)) func(string, *app.GuestRefusal) {
 
 // qemuGuest is a Guest running in QEMU.
 type qemuGuest struct {
-	vm  *VM
-	img *images.Image
-	dir string
+	vm   *VM
+	img  *images.Image
+	dir  string
+	base string // the disk the VM's overlay started on
+
+	// package layers: where to save one, and what it holds
+	layers    *LayerStore
+	shape     vmShape
+	recipe    *layerRecipe
+	layerKey  string
+	fromLayer *LayerInfo // the layer the guest was resumed from, if any
+}
+
+// FromLayer returns the package layer the guest was resumed from (its
+// repositories and packages are installed), nil if none.
+func (g *qemuGuest) FromLayer() *LayerInfo { return g.fromLayer }
+
+// SaveLayer saves the guest, once its repositories and packages are
+// installed and nothing else of the job is in it, as the package layer of
+// what it installed. The guest goes on running.
+func (g *qemuGuest) SaveLayer(ctx context.Context, jobID int64) (*LayerInfo, error) {
+	if g.layers == nil || g.fromLayer != nil {
+		return nil, errors.New("no package layer to save")
+	}
+	mem := filepath.Join(g.dir, "layer.mem")
+	disk, err := g.vm.SaveState(ctx, mem, true)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	info := &LayerInfo{Key: g.layerKey, Shape: g.shape, Recipe: *g.recipe, Backing: g.base, Created: now, LastUsed: now, JobID: jobID}
+	if err := g.layers.add(info, mem, disk); err != nil {
+		os.Remove(mem)
+		return nil, err
+	}
+	return info, nil
 }
 
 func (g *qemuGuest) Client() *ssh.Client                 { return g.vm.Client() }

@@ -139,7 +139,8 @@ func (r *jobRun) boot() error {
 	if arch == "" {
 		arch = "default"
 	}
-	spec := BootSpec{JobID: r.job.ID, Image: r.m.Image, Arch: r.m.Arch, Console: r.setup, Logf: r.logf}
+	spec := BootSpec{JobID: r.job.ID, Image: r.m.Image, Arch: r.m.Arch, Console: r.setup, Logf: r.logf,
+		Install: r.m, NoLayer: noLayer(r.m)}
 	start := time.Now()
 	g, err := r.p.booter.Boot(r.ctx, spec)
 	if err != nil {

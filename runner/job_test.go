@@ -49,9 +49,10 @@ tasks:
 	setup := h.log(job.ID, "")
 	linesInOrder(t, setup,
 		"Booting image debian/stable (default)",
-		"Sending tasks", "Sending build environment",
+		// repositories and packages first (a layer holds nothing else)
 		"Adding repository extra", "adding extra",
 		"Installing packages", "installing curl git-core",
+		"Sending tasks", "Sending build environment",
 		"Running task first", "Running task second",
 		"Tearing down build VM")
 	prefix := regexp.MustCompile(fmt.Sprintf(`(?m)^\[#%d\] \d{4}/\d\d/\d\d \d\d:\d\d:\d\d Sending tasks$`, job.ID))

@@ -19,12 +19,15 @@ type exitError struct {
 
 func (e *exitError) Error() string { return fmt.Sprintf("%s: exit status %d", e.what, e.status) }
 
-// steps runs the manifest in upstream's order (behaviour.md §2.3).
+// steps runs the manifest's steps (behaviour.md §2.3), but with
+// repositories and packages first: until they are installed nothing of
+// the job (tasks, environment, secrets, token, sources) is in the guest,
+// so its state then can be saved as a package layer for later jobs.
 func (r *jobRun) steps() error {
 	for _, step := range []func() error{
+		r.installSystem,
 		r.sendTasksAndEnv, r.sendSecrets, r.sendHutConfig,
-		r.addRepositories, r.installPackages, r.cloneSources,
-		r.runTasks, r.uploadArtifacts,
+		r.cloneSources, r.runTasks, r.uploadArtifacts,
 	} {
 		if err := step(); err != nil {
 			return err
@@ -259,6 +262,61 @@ func (r *jobRun) sendHutConfig() error {
 // scfgQuote quotes a word for hut's scfg config format.
 func scfgQuote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// layeredGuest is a guest that can come from, and be saved as, a package
+// layer (runner/layers.go).
+type layeredGuest interface {
+	FromLayer() *LayerInfo
+	SaveLayer(ctx context.Context, jobID int64) (*LayerInfo, error)
+}
+
+// installSystem adds the manifest's repositories and packages, unless the
+// guest was resumed from a layer that has them; a fresh install is then
+// saved as a layer.
+func (r *jobRun) installSystem() error {
+	lg, layered := r.guest.(layeredGuest)
+	if layered {
+		if l := lg.FromLayer(); l != nil {
+			r.logf("Packages from layer %s (built %s)", l.Key[:8], l.Created.Local().Format("2006-01-02 15:04"))
+			return nil
+		}
+	}
+	if err := r.addRepositories(); err != nil {
+		return err
+	}
+	if err := r.installPackages(); err != nil {
+		return err
+	}
+	if !layered || len(r.m.Packages) == 0 && len(r.m.Repositories) == 0 || noLayer(r.m) {
+		return nil
+	}
+	start := time.Now()
+	l, err := lg.SaveLayer(r.ctx, r.job.ID)
+	switch {
+	case err == nil:
+		r.logf("Saved the packages as layer %s (%s in %.1fs)", l.Key[:8], app.HumanSize(l.Size), time.Since(start).Seconds())
+	case r.ctx.Err() != nil:
+		return context.Cause(r.ctx)
+	case err.Error() != "no package layer to save":
+		r.logf("Warning: the packages could not be saved as a layer: %s", firstLine(err.Error()))
+	}
+	return nil
+}
+
+// noLayerVar in a manifest's environment keeps its job from using or
+// making package layers (builds.sr.ht ignores it).
+const noLayerVar = "BUILDS_NO_LAYER"
+
+// noLayer reports whether m opts out of package layers.
+func noLayer(m *app.Manifest) bool {
+	for _, e := range m.Environment {
+		if e.Name == noLayerVar {
+			v := strings.ToLower(strings.TrimSpace(e.Value))
+			return v != "" && v != "0" && v != "false" && v != "no"
+		}
+	}
+	return false
 }
 
 // addRepositories adds the manifest's package repositories, in order.

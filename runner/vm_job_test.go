@@ -132,8 +132,8 @@ tasks:
 		t.Logf("setup log:\n%s", setup)
 	}
 	linesInOrder(t, setup, "Booting image debian/bookworm (amd64)", "Waiting for guest to settle", "Guest ready after",
-		"Sending tasks", "Sending build environment", "Sending secrets", "Resolving secret api-key",
-		"Installing packages", "Cloning repositories", "Running task setup", "Running task build", "Running task test",
+		"Installing packages", "Sending tasks", "Sending build environment", "Sending secrets", "Resolving secret api-key",
+		"Cloning repositories", "Running task setup", "Running task build", "Running task test",
 		"Uploading out/report.json", "Uploaded report.json", "Tearing down build VM")
 	if b := h.log(job.ID, "build"); strings.Contains(b, "vm-secret-value-42") || !strings.Contains(b, "[masked]") {
 		t.Errorf("secret not masked in the build log:\n%s", b)
@@ -309,4 +309,112 @@ func TestVMSnapshots(t *testing.T) {
 		t.Errorf("stale snapshot %s kept: %v", old, err)
 	}
 	runJob("Resumed debian/bookworm from snapshot in")
+}
+
+// TestVMLayers: a job's installed packages are saved as a layer that a
+// later job with the same packages resumes, skipping the install; the
+// layer holds nothing else of the job that made it (secret, environment,
+// task, source, token); expired layers are remade, a layer removed while
+// a job runs from it does not disturb the job, one in use is not evicted,
+// and a manifest can opt out.
+func TestVMLayers(t *testing.T) {
+	src, root := t.TempDir(), t.TempDir()
+	url, addr := gitServer(t, root)
+	commitTree(t, filepath.Join(src, "proj"), map[string]string{"README": "LAYER-SOURCE-A\n"})
+	bareRepo(t, filepath.Join(src, "proj"), root, "proj")
+	h, img := newVMHarness(t, func(c *app.Config) { c.Runner.GuestAllow = []netip.AddrPort{addr} })
+	b := h.pool.booter.(*QEMUBooter)
+	b.UseSnapshots(context.Background(), t.TempDir(), 0)
+	layers := NewLayerStore(t.TempDir(), time.Hour, 10<<30, nil)
+	b.UseLayers(layers)
+	h.secret(app.SecretInput{Type: app.SecretFile, Name: "token-file", Data: []byte("LAYER-SECRET-A-1234\n"), Path: "~/.secret", Mode: 0o600})
+	run := func(manifest string, want ...string) (*app.Job, string) {
+		t.Helper()
+		job := h.submit(manifest)
+		got := h.wait(job.ID)
+		logs := h.log(job.ID, "")
+		if got.Status != app.JobSuccess {
+			t.Fatalf("status %s\n%s\n%s", got.Status, logs, h.log(job.ID, "check"))
+		}
+		for _, w := range want {
+			if !strings.Contains(logs, w) {
+				t.Fatalf("setup log lacks %q:\n%s", w, logs)
+			}
+		}
+		return job, logs
+	}
+	// the base snapshot first, so that layers are made on resumed guests
+	run("image: debian/bookworm\ntasks:\n  - a: \"true\"\n")
+	shape := shapeOf(img, VMConfig{CPUs: h.cfg.Runner.CPUs, MemoryMiB: h.cfg.Runner.Memory, CPUModel: h.cfg.Runner.CPUModel, Accel: "tcg"}, b.qemu())
+	h.waitFor("the snapshot", func() bool { _, _, ok := b.snaps.find(shape); return ok })
+
+	// job A installs hello with everything of its own alongside
+	run(fmt.Sprintf(`image: debian/bookworm
+packages: [hello]
+secrets: [token-file]
+oauth: builds.sr.ht/JOBS:RO
+environment:
+  WHO: LAYER-ENV-A
+sources:
+  - %s/proj.git
+tasks:
+  - check: |
+      echo LAYER-TASK-A
+      hello
+`, url), "Installing packages", "Saved the packages as layer")
+
+	// job B asks for the same package and looks for anything of A's
+	check := `image: debian/bookworm
+packages: [hello]
+tasks:
+  - check: |
+      hello
+      p=LAYER-; hits=$(sudo grep -rlaI --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev -e "${p}SECRET-A" -e "${p}ENV-A" -e "${p}TASK-A" -e "${p}SOURCE-A" -e "OAUTH2_""TOKEN=" / 2>/dev/null || true)
+      env=$(sudo sh -c 'cat /proc/[0-9]*/environ' 2>/dev/null | tr '\0' '\n' | grep -c "${p}ENV" || true)
+      echo "hits=[$hits] env=$env"
+      test -z "$hits" && test "$env" = 0
+      test ! -e ~/proj && test ! -e ~/.secret
+`
+	_, logs := run(check, "Packages from layer")
+	if strings.Contains(logs, "Installing packages") {
+		t.Errorf("a job from a layer installed again:\n%s", logs)
+	}
+	list, _ := layers.List()
+	if len(list) != 1 || list[0].Recipe.Packages[0] != "hello" || list[0].Size <= 0 {
+		t.Fatalf("layers %+v", list)
+	}
+	key := list[0].Key
+
+	// a layer in use is not evicted; free, it is
+	layers.maxSize = 1
+	layers.mu.Lock()
+	layers.inUse[key]++
+	layers.mu.Unlock()
+	if n, _ := layers.Prune(); n != 0 {
+		t.Errorf("pruned %d layers while one was in use", n)
+	}
+	layers.release(key)
+	layers.maxSize = 10 << 30
+
+	// removed while a job runs from it: the job is not disturbed
+	job := h.submit("image: debian/bookworm\npackages: [hello]\ntasks:\n  - late: |\n      sleep 4\n      hello\n      sudo sh -c 'echo written >/var/tmp/x' && cat /var/tmp/x\n")
+	h.waitLog(job.ID, "", "Packages from layer")
+	if gone, err := layers.Remove(key[:8]); err != nil || len(gone) != 1 {
+		t.Fatalf("remove: %v %v", gone, err)
+	}
+	if got := h.wait(job.ID); got.Status != app.JobSuccess || !strings.Contains(h.log(job.ID, "late"), "\nwritten") {
+		t.Fatalf("job from a removed layer: %s\n%s", got.Status, h.log(job.ID, "late"))
+	}
+
+	// gone: installed again and saved again; expired: the same
+	run("image: debian/bookworm\npackages: [hello]\ntasks:\n  - a: hello\n", "Installing packages", "Saved the packages as layer")
+	layers.maxAge = time.Nanosecond
+	run("image: debian/bookworm\npackages: [hello]\ntasks:\n  - a: hello\n", "Installing packages", "Saved the packages as layer")
+	layers.maxAge = time.Hour
+
+	// a manifest that opts out neither uses nor makes layers
+	_, logs = run("image: debian/bookworm\npackages: [hello]\nenvironment:\n  BUILDS_NO_LAYER: 1\ntasks:\n  - a: hello\n", "Installing packages")
+	if strings.Contains(logs, "layer") {
+		t.Errorf("an opted-out job used layers:\n%s", logs)
+	}
 }

@@ -70,6 +70,7 @@ type warmGuest struct {
 	vm      *VM
 	img     *images.Image
 	dir     string
+	base    string // the disk the VM's overlay started on
 	h       *handover
 	ready   time.Time // since when it waits
 	resumed time.Duration
@@ -187,7 +188,7 @@ func (w *warmPool) prepare(shape vmShape, cfg VMConfig, r *Resume) (*warmGuest, 
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("warm-up login: status %d, %v", st, err)
 	}
-	return &warmGuest{shape: shape, vm: vm, img: cfg.Image, dir: dir, h: h, ready: time.Now(), resumed: resumed}, nil
+	return &warmGuest{shape: shape, vm: vm, img: cfg.Image, dir: dir, base: r.Disk, h: h, ready: time.Now(), resumed: resumed}, nil
 }
 
 // expire shuts down a guest that waited too long.
