@@ -28,6 +28,7 @@ commands:
   secret list --user U
   manifest check FILE...       validate build manifests
   image build|list|rm|export|import|check ...
+  layer list | rm KEY... | prune  manage the package layers jobs reuse
   config dump                  print the effective configuration
   version
 
@@ -91,6 +92,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runImage(ctx, m.Config, pos, m.Stdin, m.Stdout, m.Stderr)
 	case "config":
 		return m.cmdConfig(rest)
+	case "layer":
+		return m.cmdLayer(rest)
 	}
 	return usagef("unknown command %q", cmd)
 }

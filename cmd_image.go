@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,6 +91,7 @@ func runImage(ctx context.Context, cfg *app.Config, args []string, stdin io.Read
 			return err
 		}
 		fmt.Fprintf(stderr, "imported %s (%s), built %s\n", img.Name, img.Arch, img.Meta.Built.Format(time.DateTime))
+		makeSnapshot(ctx, cfg, img, stderr)
 		return nil
 	case "check":
 		name, err := oneName(fs, args, sub)
@@ -144,7 +146,23 @@ func imageBuild(ctx context.Context, cfg *app.Config, cat *images.Catalog, name,
 	fmt.Fprintf(stderr, "built %s (%s) in %s: kernel %s, %d packages, %s on disk\n  %s\n",
 		img.Name, img.Arch, p.elapsed().Round(100*time.Millisecond), img.Meta.KernelVersion,
 		len(img.Meta.Packages), app.HumanSize(size), filepath.Join(img.Dir, images.BuildLogFile))
+	makeSnapshot(ctx, cfg, img, stderr)
 	return nil
+}
+
+// makeSnapshot makes a new image's snapshot so that its first job resumes
+// it ([runner] snapshots); a failure only means jobs boot until the
+// server makes one.
+func makeSnapshot(ctx context.Context, cfg *app.Config, img *images.Image, stderr io.Writer) {
+	if !cfg.Runner.Snapshots || img.Meta.Control == "" {
+		return
+	}
+	took, err := runner.MakeSnapshot(ctx, cfg, img, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		fmt.Fprintf(stderr, "warning: no snapshot of %s made (%v); jobs boot it until the server makes one\n", img.Name, err)
+		return
+	}
+	fmt.Fprintf(stderr, "snapshot of %s (%s) made in %s: jobs resume it\n", img.Name, img.Arch, took.Round(100*time.Millisecond))
 }
 
 // imageList prints the catalogue.

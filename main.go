@@ -181,6 +181,7 @@ func (m *Main) startServices(ctx context.Context) error {
 		if cfg.Runner.Layers {
 			booter.UseLayers(layerStore(cfg, m.Log))
 		}
+		m.Service.UseVMCache(booter)
 	}
 	pool := runner.NewPool(m.Service, cfg, booter, m.Log)
 	m.Service.Listen(pool)

@@ -335,3 +335,50 @@ func TestDataDirPrivate(t *testing.T) {
 		}
 	}
 }
+
+func TestLayerCommands(t *testing.T) {
+	cfg := testConfig(t, "layer-max-age = 1d\n")
+	dir := filepath.Join(filepath.Dir(cfg), "data", "cache", "layers")
+	mk := func(key string, age time.Duration) {
+		d := filepath.Join(dir, key)
+		os.MkdirAll(d, 0o700)
+		os.WriteFile(filepath.Join(d, "mem"), []byte("state"), 0o600)
+		os.WriteFile(filepath.Join(d, "disk.qcow2"), []byte("disk"), 0o600)
+		created := time.Now().Add(-age).UTC().Truncate(time.Second)
+		meta := fmt.Sprintf(`{"key":%q,"shape":{"image":"debian/bookworm","arch":"amd64"},"recipe":{"repositories":null,"packages":["cmake","hello"]},
+			"backing":%q,"created":%q,"last_used":%q,"size":9,"mem_size":5,"disk_size":4}`,
+			key, filepath.Join(d, "mem"), created.Format(time.RFC3339), created.Format(time.RFC3339))
+		os.WriteFile(filepath.Join(d, "meta.json"), []byte(meta), 0o600)
+	}
+	mk("aaaa1111bbbb2222", time.Hour)
+	mk("cccc3333dddd4444", 48*time.Hour)
+	out, _, err := run(t, cfg, "", "layer", "list")
+	if err != nil || !strings.Contains(out, "aaaa1111bbbb2222  debian/bookworm (amd64)  cmake hello") || !strings.Contains(out, "2 layers, 9 B") && !strings.Contains(out, "2 layers, 18 B") {
+		t.Fatalf("list: %q %v", out, err)
+	}
+	if _, errOut, err := run(t, cfg, "", "layer", "prune"); err != nil || !strings.Contains(errOut, "removed 1 layers") {
+		t.Fatalf("prune: %q %v", errOut, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cccc3333dddd4444")); !os.IsNotExist(err) {
+		t.Errorf("expired layer kept: %v", err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"layer", "rm", "aa"}, "at least 4 characters"},
+		{[]string{"layer", "rm", "ffff"}, "no layer ffff*"},
+		{[]string{"layer", "rm"}, "want one or more layer keys"},
+		{[]string{"layer", "frob"}, "unknown command"},
+	} {
+		if _, _, err := run(t, cfg, "", tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	if _, errOut, err := run(t, cfg, "", "layer", "rm", "aaaa"); err != nil || !strings.Contains(errOut, "removed layer aaaa1111bbbb2222") {
+		t.Fatalf("rm: %q %v", errOut, err)
+	}
+	if out, _, _ := run(t, cfg, "", "layer", "list"); !strings.Contains(out, "no package layers yet") {
+		t.Errorf("list after rm: %q", out)
+	}
+}

@@ -32,6 +32,7 @@ type Service struct {
 
 	mu        sync.RWMutex
 	listeners []JobListener
+	vmCache   VMCache // the runner's snapshots and layers (admin overview)
 }
 
 // NewService returns a Service; secretKey (32 bytes) encrypts secrets at

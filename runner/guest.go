@@ -115,6 +115,34 @@ func (b *QEMUBooter) UseSnapshots(ctx context.Context, dir string, warm int) {
 // (layers.go), from ls; it needs snapshots on (UseSnapshots).
 func (b *QEMUBooter) UseLayers(ls *LayerStore) { b.layers = ls }
 
+var _ app.VMCache = (*QEMUBooter)(nil)
+
+// VMCacheEntries implements app.VMCache: the snapshots and layers kept.
+func (b *QEMUBooter) VMCacheEntries() ([]app.VMCacheEntry, error) {
+	var out []app.VMCacheEntry
+	if b.snaps != nil {
+		ms, err := b.snaps.list()
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			out = append(out, app.VMCacheEntry{Kind: "snapshot", Key: m.Key, Image: m.Shape.Image, Arch: m.Shape.Arch,
+				Created: m.Created, Size: m.MemSize + m.DiskSize})
+		}
+	}
+	if b.layers != nil {
+		ls, err := b.layers.List()
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range ls {
+			out = append(out, app.VMCacheEntry{Kind: "layer", Key: l.Key, Image: l.Shape.Image, Arch: l.Shape.Arch,
+				Packages: l.Recipe.Packages, Created: l.Created, LastUsed: l.LastUsed, Size: l.Size})
+		}
+	}
+	return out, nil
+}
+
 // Close shuts down the guests waiting for jobs.
 func (b *QEMUBooter) Close() error {
 	if b.warm != nil {

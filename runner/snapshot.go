@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"builds/app"
 	"builds/images"
 )
 
@@ -217,6 +218,25 @@ func (st *snapshotStore) make(ctx context.Context, shape vmShape, cfg VMConfig) 
 	return nil
 }
 
+// list returns the metadata of every snapshot.
+func (st *snapshotStore) list() ([]*snapshotMeta, error) {
+	ents, err := os.ReadDir(st.dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var out []*snapshotMeta
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(st.dir, e.Name(), "meta.json"))
+		var m snapshotMeta
+		if err == nil && json.Unmarshal(b, &m) == nil {
+			out = append(out, &m)
+		}
+	}
+	return out, nil
+}
+
 // findKey reports whether a snapshot directory with meta.json exists.
 func (st *snapshotStore) findKey(key string) (string, bool) {
 	dir := filepath.Join(st.dir, key)
@@ -262,4 +282,30 @@ func qemuVersion() (string, error) {
 func shapeOf(img *images.Image, cfg VMConfig, qemu string) vmShape {
 	return vmShape{Image: img.Name, Arch: img.Arch, Digest: img.Meta.Digest, CPUs: cfg.CPUs, Memory: cfg.MemoryMiB,
 		CPUModel: cfg.CPUModel, Accel: cfg.Accel, QEMU: qemu, Format: snapshotFormat}
+}
+
+// MakeSnapshot makes img's snapshot now for the VM shape cfg describes
+// ([runner] cpus, memory, cpu-model, accel), in <cache-dir>/snapshots, as
+// `builds image build` and `import` do so that the first job resumes.
+func MakeSnapshot(ctx context.Context, cfg *app.Config, img *images.Image, log *slog.Logger) (time.Duration, error) {
+	if img.Meta.Control == "" {
+		return 0, fmt.Errorf("image %s has no control channel: jobs boot it", img.Name)
+	}
+	accel, _ := ProbeAccel(ctx, cfg.Runner.Accel)
+	q, err := qemuVersion()
+	if err != nil {
+		return 0, err
+	}
+	policy, err := cfg.GuestPolicy()
+	if err != nil {
+		return 0, err
+	}
+	vc := VMConfig{Image: img, CPUs: cfg.Runner.CPUs, MemoryMiB: cfg.Runner.Memory, Accel: accel, CPUModel: cfg.Runner.CPUModel,
+		BootTimeout: cfg.Runner.BootTimeout, Network: policy}
+	st := newSnapshotStore(filepath.Join(cfg.Runner.CacheDir, "snapshots"), log)
+	start := time.Now()
+	if err := st.make(ctx, shapeOf(img, vc, q), vc); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
 }

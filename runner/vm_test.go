@@ -287,14 +287,7 @@ func benchBoot(b *testing.B, stock bool) {
 	pub, signer := jobKey(b)
 	spec := kernelBoot{}
 	if stock {
-		// builds.sr.ht's path as far as it applies without a bootloader
-		// disk: SeaBIOS loads the bzImage, initramfs-tools' udev initrd
-		// finds the root disk.
-		spec = kernelBoot{
-			Kernel:  filepath.Join(img.Dir, images.StockKernelFile),
-			Initrd:  filepath.Join(img.Dir, images.StockInitrdFile),
-			Cmdline: "root=/dev/vda rw console=ttyS0 quiet panic=-1",
-		}
+		spec = stockBoot(img)
 	}
 	var total time.Duration
 	b.ResetTimer()
@@ -314,6 +307,17 @@ func benchBoot(b *testing.B, stock bool) {
 		b.StartTimer()
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/boot")
+}
+
+// stockBoot is builds.sr.ht's path as far as it applies without a
+// bootloader disk: SeaBIOS loads the bzImage, initramfs-tools' udev
+// initrd finds the root disk.
+func stockBoot(img *images.Image) kernelBoot {
+	return kernelBoot{
+		Kernel:  filepath.Join(img.Dir, images.StockKernelFile),
+		Initrd:  filepath.Join(img.Dir, images.StockInitrdFile),
+		Cmdline: "root=/dev/vda rw console=ttyS0 quiet panic=-1",
+	}
 }
 
 // BenchmarkBootToSSH: the default image boot (trimmed systemd, PVH vmlinux,

@@ -17,8 +17,9 @@ type adminJob struct {
 
 type adminPage struct {
 	page
-	Jobs []adminJob
-	More bool // more than adminJobLimit unfinished jobs exist
+	Jobs  []adminJob
+	More  bool // more than adminJobLimit unfinished jobs exist
+	Cache []app.VMCacheEntry
 }
 
 // handleAdmin shows administrators every user's unfinished jobs with a
@@ -52,6 +53,10 @@ func (u *ui) handleAdmin(w http.ResponseWriter, r *http.Request) {
 			names[j.OwnerID] = name
 		}
 		p.Jobs = append(p.Jobs, adminJob{Job: j, Owner: name})
+	}
+	if p.Cache, err = u.svc.VMCacheEntries(r.Context()); err != nil {
+		u.fail(w, r, err)
+		return
 	}
 	if len(p.Jobs) > 0 {
 		p.Refresh = 30

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"builds/app"
 )
@@ -83,4 +84,33 @@ func TestUIAdmin(t *testing.T) {
 
 	e.post(admin, fmt.Sprintf("/cancel/%d", pending.ID), nil).want(t, http.StatusSeeOther)
 	e.get(admin, "/admin").want(t, http.StatusOK, "No unfinished jobs.")
+}
+
+// fakeCache is a runner cache with fixed entries.
+type fakeCache []app.VMCacheEntry
+
+func (f fakeCache) VMCacheEntries() ([]app.VMCacheEntry, error) { return f, nil }
+
+func TestUIAdminCache(t *testing.T) {
+	e := newUIEnv(t)
+	root, err := e.svc.CreateUser(context.Background(), "root", "root@example.org", true, "password-root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := e.client(root)
+	e.get(admin, "/admin").want(t, http.StatusOK, "No snapshots or layers yet.")
+	now := time.Now()
+	e.svc.UseVMCache(fakeCache{
+		{Kind: "snapshot", Key: "b97b40f962e650c3", Image: "debian/bookworm", Arch: "amd64", Created: now, Size: 110 << 20},
+		{Kind: "layer", Key: "132df4580ecefb5e", Image: "debian/bookworm", Arch: "amd64", Packages: []string{"cmake", "hello"},
+			Created: now, LastUsed: now, Size: 300 << 20},
+	})
+	e.get(admin, "/admin").want(t, http.StatusOK, "snapshot <code>b97b40f9</code>", "layer <code>132df458</code>",
+		"cmake hello", "110 MiB", "300 MiB")
+	// not for anyone else
+	bob := e.user("bob")
+	e.get(e.client(bob), "/admin").want(t, http.StatusNotFound)
+	if _, err := e.svc.VMCacheEntries(as(bob)); app.ErrorCode(err) != app.EFORBIDDEN {
+		t.Errorf("a user listed the cache: %v", err)
+	}
 }
