@@ -139,18 +139,19 @@ func (l *LogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// copyBufSize is the buffer ReadFrom reads with: a task session delivers
-// whatever its channel holds (up to its 2 MiB window), and fewer, larger
-// writes mean fewer file writes, masking passes and wake-ups than
-// io.Copy's 32 KiB.
-const copyBufSize = 256 << 10
+// maxCopyBuf is the largest buffer ReadFrom reads with: a task session
+// delivers whatever its channel holds (up to its 2 MiB window), and
+// fewer, larger writes mean fewer file writes, masking passes and
+// wake-ups than io.Copy's 32 KiB.
+const maxCopyBuf = 256 << 10
 
 // ReadFrom copies r into the log until EOF or a write fails (the size
 // limit); io.Copy uses it, so a session's output is read in large pieces.
 // It writes what each Read returned at once: nothing waits for a buffer
-// to fill.
+// to fill. The buffer starts at 32 KiB and grows while reads fill it, so
+// the many short setup commands do not each allocate the largest one.
 func (l *LogWriter) ReadFrom(r io.Reader) (int64, error) {
-	buf := make([]byte, copyBufSize)
+	buf := make([]byte, 32<<10)
 	var total int64
 	for {
 		n, err := r.Read(buf)
@@ -159,6 +160,9 @@ func (l *LogWriter) ReadFrom(r io.Reader) (int64, error) {
 				return total, werr
 			}
 			total += int64(n)
+			if n == len(buf) && len(buf) < maxCopyBuf {
+				buf = make([]byte, 2*len(buf))
+			}
 		}
 		if err == io.EOF {
 			return total, nil
