@@ -13,14 +13,18 @@ const jobColumns = `id, created, updated, owner_id, group_id, manifest, note, ta
 
 func scanJob(r rowScanner) (*app.Job, error) {
 	var j app.Job
-	err := r.Scan(&j.ID, timeCol{&j.Created}, timeCol{&j.Updated}, &j.OwnerID, nullCol[int64]{&j.GroupID},
-		&j.Manifest, nullCol[string]{&j.Note}, &j.Tags, &j.Visibility, &j.Image,
-		nullCol[string]{&j.Runner}, &j.Status, &j.Secrets, nullTimeCol{&j.Started}, nullTimeCol{&j.Finished},
-		nullTimeCol{&j.Deadline}, &j.Reason)
-	if err != nil {
+	if err := r.Scan(jobDest(&j)...); err != nil {
 		return nil, err
 	}
 	return &j, nil
+}
+
+// jobDest returns the scan destinations of jobColumns in j.
+func jobDest(j *app.Job) []any {
+	return []any{&j.ID, timeCol{&j.Created}, timeCol{&j.Updated}, &j.OwnerID, nullCol[int64]{&j.GroupID},
+		&j.Manifest, nullCol[string]{&j.Note}, &j.Tags, &j.Visibility, &j.Image,
+		nullCol[string]{&j.Runner}, &j.Status, &j.Secrets, nullTimeCol{&j.Started}, nullTimeCol{&j.Finished},
+		nullTimeCol{&j.Deadline}, &j.Reason}
 }
 
 // CreateJob inserts job and one pending task per name, in manifest order,
@@ -105,7 +109,7 @@ func findJobs(ctx context.Context, t *tx, f app.JobFilter) ([]*app.Job, error) {
 		query += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	jobs, err := queryList(ctx, t, scanJob, query, args...)
+	jobs, err := queryBlock(ctx, t, jobDest, min(f.Limit, app.PageSize+1), query, args...)
 	return jobs, formatError(err, "job")
 }
 

@@ -123,6 +123,38 @@ func queryList[T any](ctx context.Context, t *tx, scan func(rowScanner) (*T, err
 	return list, nil
 }
 
+// queryBlock is queryList for pages of rows: it scans them into one block
+// of T rather than allocating each row, since a page of 25 jobs with their
+// tasks is read on every API list request. bind returns the scan
+// destinations of one row, built once and reused for every row. sizeHint
+// is the number of rows expected (0 if unknown). The rows share the
+// block's memory for as long as any of them is kept.
+func queryBlock[T any](ctx context.Context, t *tx, bind func(*T) []any, sizeHint int, query string, args ...any) ([]*T, error) {
+	rows, err := t.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var row, zero T
+	dest := bind(&row)
+	block := make([]T, 0, sizeHint)
+	for rows.Next() {
+		row = zero
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		block = append(block, row)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	list := make([]*T, len(block))
+	for i := range block {
+		list[i] = &block[i]
+	}
+	return list, nil
+}
+
 // execOne runs a statement that must change exactly one row; it returns
 // sql.ErrNoRows when it changed none.
 func execOne(ctx context.Context, t *tx, query string, args ...any) error {

@@ -12,11 +12,15 @@ const taskColumns = `id, created, updated, job_id, seq, name, status`
 
 func scanTask(r rowScanner) (*app.Task, error) {
 	var k app.Task
-	err := r.Scan(&k.ID, timeCol{&k.Created}, timeCol{&k.Updated}, &k.JobID, &k.Seq, &k.Name, &k.Status)
-	if err != nil {
+	if err := r.Scan(taskDest(&k)...); err != nil {
 		return nil, err
 	}
 	return &k, nil
+}
+
+// taskDest returns the scan destinations of taskColumns in k.
+func taskDest(k *app.Task) []any {
+	return []any{&k.ID, timeCol{&k.Created}, timeCol{&k.Updated}, &k.JobID, &k.Seq, &k.Name, &k.Status}
 }
 
 // createTasks inserts one pending task per name for job jobID.
@@ -69,13 +73,20 @@ func (db *DB) FindTasksForJobs(ctx context.Context, jobIDs []int64) (map[int64][
 	ids = slices.Compact(ids) // a job in two batches would get its tasks twice
 	for start := 0; start < len(ids); start += maxBatch {
 		batch := ids[start:min(start+maxBatch, len(ids))]
-		tasks, err := queryList(ctx, t, scanTask, `SELECT `+taskColumns+` FROM tasks
+		tasks, err := queryBlock(ctx, t, taskDest, 2*len(batch), `SELECT `+taskColumns+` FROM tasks
 			WHERE job_id IN (`+placeholders(len(batch))+`) ORDER BY job_id, seq`, anySlice(batch)...)
 		if err != nil {
 			return nil, fmt.Errorf("find tasks of %d jobs: %w", len(jobIDs), formatError(err, "task"))
 		}
-		for _, k := range tasks {
-			out[k.JobID] = append(out[k.JobID], k)
+		// A job's tasks are one run of the list: each job gets its run,
+		// capped so that appending to one cannot overwrite the next.
+		for i := 0; i < len(tasks); {
+			j := i + 1
+			for j < len(tasks) && tasks[j].JobID == tasks[i].JobID {
+				j++
+			}
+			out[tasks[i].JobID] = tasks[i:j:j]
+			i = j
 		}
 	}
 	return out, t.commit("find tasks")

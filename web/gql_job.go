@@ -47,8 +47,10 @@ type gqlJobPage struct {
 func gqlJobs(jobs []*app.Job) []*gqlJob {
 	b := &gqlJobBatch{jobs: jobs}
 	nodes := make([]*gqlJob, len(jobs))
+	block := make([]gqlJob, len(jobs)) // one allocation for the page
 	for i, j := range jobs {
-		nodes[i] = &gqlJob{job: j, batch: b}
+		block[i] = gqlJob{job: j, batch: b}
+		nodes[i] = &block[i]
 	}
 	return nodes
 }
@@ -213,8 +215,10 @@ func (g *schemaBuilder) jobTypes() {
 						return nil, err
 					}
 					out := make([]*gqlTask, len(tasks))
+					block := make([]gqlTask, len(tasks))
 					for i, t := range tasks {
-						out[i] = &gqlTask{task: t, job: n}
+						block[i] = gqlTask{task: t, job: n}
+						out[i] = &block[i]
 					}
 					return out, nil
 				})},

@@ -148,8 +148,10 @@ func TestExecuteWebhookQuery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf(`{"data":{"webhook":{"event":"JOB_UPDATED","job":{"id":%d,"log":{"fullURL":"%s"},"runner":"runner.example.org","status":"RUNNING","tasks":[{"name":"build","status":"RUNNING"},{"name":"test","status":"PENDING"}]},"uuid":"%s"}}}`,
-		job.ID, LogURL(e.url, job.ID, ""), payload.UUID)
+	// fields come in the order the query selects them, as the GraphQL
+	// spec has it
+	want := fmt.Sprintf(`{"data":{"webhook":{"uuid":"%s","event":"JOB_UPDATED","job":{"id":%d,"status":"RUNNING","runner":"runner.example.org","log":{"fullURL":"%s"},"tasks":[{"name":"build","status":"RUNNING"},{"name":"test","status":"PENDING"}]}}}}`,
+		payload.UUID, job.ID, LogURL(e.url, job.ID, ""))
 	if string(body) != want {
 		t.Errorf("payload\n got %s\nwant %s", body, want)
 	}

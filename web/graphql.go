@@ -36,26 +36,44 @@ type apiOnce struct {
 	schema graphql.Schema
 	err    error
 
-	// Validated documents by query text: clients send the same few
-	// queries over and over (hut polls once a second), and validation
-	// costs more than running a small query.
+	// Validated documents by query text (gql_doc.go): validation costs
+	// more than running a small query.
 	mu   sync.Mutex
-	docs map[string]*ast.Document
+	docs map[string]*gqlDoc
+
+	// bufs recycles the buffers responses are written in (gqlBuf): a
+	// page of jobs is some KiB of JSON on every request.
+	bufs sync.Pool
+}
+
+// gqlBuf returns an empty buffer for a response.
+func (a *apiOnce) gqlBuf() []byte {
+	if b, ok := a.bufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, 8<<10)
+}
+
+// recycle takes back a buffer from gqlBuf once nothing refers to it.
+func (a *apiOnce) recycle(b []byte) {
+	if b != nil && cap(b) <= 1<<20 { // huge answers are rare: let them go
+		a.bufs.Put(&b)
+	}
 }
 
 const maxCachedDocs = 256
 
-func (a *apiOnce) cachedDoc(query string) *ast.Document {
+func (a *apiOnce) cachedDoc(query string) *gqlDoc {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.docs[query]
 }
 
-func (a *apiOnce) cacheDoc(query string, doc *ast.Document) {
+func (a *apiOnce) cacheDoc(query string, doc *gqlDoc) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.docs == nil {
-		a.docs = map[string]*ast.Document{}
+		a.docs = map[string]*gqlDoc{}
 	}
 	if len(a.docs) >= maxCachedDocs {
 		for k := range a.docs { // evict an arbitrary entry
@@ -89,6 +107,8 @@ type gqlRequest struct {
 type gqlResponse struct {
 	Data   any            `json:"data"`
 	Errors []gqlErrorJSON `json:"errors,omitempty"`
+
+	buf []byte // from gqlBuf: the memory of Data, if runQuery wrote it
 }
 
 type gqlErrorJSON struct {
@@ -140,12 +160,15 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		writeGraphQLError(w, rerr.status, rerr.code, rerr.msg)
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	body := s.api.gqlBuf()
+	writeGraphQLResponse(w, http.StatusOK, resp, body)
+	s.api.recycle(body)
+	s.api.recycle(resp.buf)
 }
 
 // writeGraphQLError answers with a request-level error in the GraphQL shape.
 func writeGraphQLError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, gqlResponse{Errors: []gqlErrorJSON{{Message: msg, Extensions: map[string]string{"code": code}}}})
+	writeGraphQLResponse(w, status, &gqlResponse{Errors: []gqlErrorJSON{{Message: msg, Extensions: map[string]string{"code": code}}}}, nil)
 }
 
 // readGraphQLRequest decodes a request from the query string (GET), a JSON
@@ -274,11 +297,11 @@ func (s *Server) executeGraphQL(ctx context.Context, req *gqlRequest, opt execOp
 		s.Log.Error("graphql schema", "err", err)
 		return nil, &requestError{status: http.StatusInternalServerError, code: "INTERNAL", msg: "internal error"}
 	}
-	doc, resp := s.validDocument(ctx, schema, req.Query)
+	d, resp := s.validDocument(ctx, schema, req.Query)
 	if resp != nil {
 		return resp, nil
 	}
-	op := findOperation(doc, req.OperationName)
+	op := findOperation(d.doc, req.OperationName)
 	if op != nil && op.Operation != ast.OperationTypeQuery && !opt.allowMutations {
 		if opt.mutationError != "" {
 			return &gqlResponse{Errors: []gqlErrorJSON{{Message: opt.mutationError, Extensions: map[string]string{"code": "FORBIDDEN"}}}}, nil
@@ -286,10 +309,26 @@ func (s *Server) executeGraphQL(ctx context.Context, req *gqlRequest, opt execOp
 		return nil, &requestError{status: http.StatusMethodNotAllowed, code: "BAD_REQUEST",
 			msg: "mutations must be sent with POST"}
 	}
-	ctx = withResponseBudget(withGQLCache(ctx))
+	if op != nil && d.fast[op] {
+		buf := s.api.gqlBuf()
+		if data, errs, ok := runQuery(ctx, schema, d, op, req.Variables, buf); ok {
+			resp := &gqlResponse{Errors: s.formatErrors(ctx, errs, "BAD_USER_INPUT"), buf: data}
+			if data != nil {
+				resp.Data = data
+			}
+			return resp, nil
+		}
+		s.api.recycle(buf)
+	}
+	return s.executeSlow(withResponseBudget(withGQLCache(ctx)), schema, d, req), nil
+}
+
+// executeSlow runs a request with graphql-go's executor: mutations,
+// introspection, and what else runQuery leaves to it.
+func (s *Server) executeSlow(ctx context.Context, schema *graphql.Schema, d *gqlDoc, req *gqlRequest) *gqlResponse {
 	res := graphql.Execute(graphql.ExecuteParams{
 		Schema:        *schema,
-		AST:           doc,
+		AST:           d.doc,
 		OperationName: req.OperationName,
 		Args:          req.Variables,
 		Context:       ctx,
@@ -298,12 +337,12 @@ func (s *Server) executeGraphQL(ctx context.Context, req *gqlRequest, opt execOp
 	for i, e := range res.Errors {
 		errs[i] = e
 	}
-	return &gqlResponse{Data: res.Data, Errors: s.formatErrors(ctx, errs, "BAD_USER_INPUT")}, nil
+	return &gqlResponse{Data: res.Data, Errors: s.formatErrors(ctx, errs, "BAD_USER_INPUT")}
 }
 
 // validDocument parses and validates a query (or takes it from the
 // cache); a non-nil response carries the errors.
-func (s *Server) validDocument(ctx context.Context, schema *graphql.Schema, query string) (*ast.Document, *gqlResponse) {
+func (s *Server) validDocument(ctx context.Context, schema *graphql.Schema, query string) (*gqlDoc, *gqlResponse) {
 	if doc := s.api.cachedDoc(query); doc != nil {
 		return doc, nil
 	}
@@ -327,8 +366,9 @@ func (s *Server) validDocument(ctx context.Context, schema *graphql.Schema, quer
 	if err := checkCost(schema, doc); err != nil {
 		return nil, &gqlResponse{Errors: []gqlErrorJSON{{Message: err.Error(), Extensions: map[string]string{"code": "QUERY_TOO_COMPLEX"}}}}
 	}
-	s.api.cacheDoc(query, doc)
-	return doc, nil
+	d := newGQLDoc(schema, doc)
+	s.api.cacheDoc(query, d)
+	return d, nil
 }
 
 // findOperation returns the operation that will run: the named one, or the
