@@ -22,7 +22,18 @@ const minMaskLen = 6
 type Masker struct {
 	mu      sync.RWMutex
 	secrets []maskSecret
+	// With many secrets (the lines of a private key), one pass over a
+	// write finds candidates by their first two bytes, where a search per
+	// secret would read the write once per line.
+	pairs  []uint64         // bitmap of the secrets' first two bytes; nil with few secrets
+	byPair map[uint16][]int // indices into secrets
 }
+
+// manySecrets is where one pass (about 1 ns a byte) starts to beat a
+// vectorised search per secret.
+const manySecrets = 8
+
+func pairOf(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
 
 type maskSecret struct {
 	val  []byte
@@ -46,6 +57,14 @@ func (m *Masker) Add(material string) {
 	for _, v := range vals {
 		if !m.has(v) {
 			m.secrets = append(m.secrets, maskSecret{val: []byte(v), fail: kmpTable([]byte(v))})
+		}
+	}
+	if len(m.secrets) > manySecrets {
+		m.pairs, m.byPair = make([]uint64, 1<<16/64), map[uint16][]int{}
+		for i, sec := range m.secrets {
+			p := pairOf(sec.val) // values have at least minMaskLen bytes
+			m.pairs[p/64] |= 1 << (p % 64)
+			m.byPair[p] = append(m.byPair[p], i)
 		}
 	}
 }
@@ -188,6 +207,20 @@ func (mw *MaskWriter) render(buf []byte, cut int) (out []byte, pos int) {
 // of their start (overlapping occurrences of one secret included: they
 // widen the hidden part).
 func (m *Masker) find(spans []maskSpan, buf []byte) []maskSpan {
+	if m.pairs != nil {
+		for i := 0; i+1 < len(buf); i++ {
+			p := pairOf(buf[i:])
+			if m.pairs[p/64]&(1<<(p%64)) == 0 {
+				continue
+			}
+			for _, k := range m.byPair[p] {
+				if v := m.secrets[k].val; bytes.HasPrefix(buf[i:], v) {
+					spans = append(spans, maskSpan{i, i + len(v)})
+				}
+			}
+		}
+		return spans // in order of their start already
+	}
 	for _, s := range m.secrets {
 		for i := 0; ; {
 			j := bytes.Index(buf[i:], s.val)

@@ -72,7 +72,8 @@ func refMask(text string, secrets []string) string {
 
 // randomMaskCase makes secrets and a text from a two- and three-letter
 // alphabet, so that secrets overlap, repeat, and share prefixes and
-// suffixes with each other and with the text.
+// suffixes with each other and with the text; a third of the cases have
+// more than manySecrets of them.
 func randomMaskCase(rng *rand.Rand) (secrets []string, text []byte) {
 	word := func(alphabet string, n int) string {
 		b := make([]byte, n)
@@ -81,7 +82,11 @@ func randomMaskCase(rng *rand.Rand) (secrets []string, text []byte) {
 		}
 		return string(b)
 	}
-	for range 1 + rng.IntN(4) {
+	n := 1 + rng.IntN(4)
+	if rng.IntN(3) == 0 {
+		n = 9 + rng.IntN(8) // past manySecrets: the one-pass search
+	}
+	for range n {
 		secrets = append(secrets, word("ab", 6+rng.IntN(6)))
 	}
 	for range rng.IntN(8) {
