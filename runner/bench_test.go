@@ -297,3 +297,73 @@ func BenchmarkVMJobStart(b *testing.B) {
 	b.ReportMetric(float64(meta.MemSize)/(1<<20), "snapshot-mem-MiB")
 	b.ReportMetric(float64(meta.DiskSize)/(1<<20), "snapshot-disk-MiB")
 }
+
+// BenchmarkVMLayers measures a job with `packages: [build-essential]` (in
+// the image already, as on builds.sr.ht, so the first run's install finds
+// nothing to do) and one with packages the image lacks, end
+// to end from submit, on the first run (install, layer saved) against the
+// second (layer hit); then the size of each layer and the resume of the
+// first layer once the cache holds several.
+func BenchmarkVMLayers(b *testing.B) {
+	h, img := newVMHarness(b, func(c *app.Config) { c.Runner.Slots = 1 })
+	booter := h.pool.booter.(*QEMUBooter)
+	booter.UseSnapshots(context.Background(), b.TempDir(), 0)
+	layers := NewLayerStore(b.TempDir(), time.Hour, 100<<30, nil)
+	booter.UseLayers(layers)
+	shape := shapeOf(img, VMConfig{CPUs: h.cfg.Runner.CPUs, MemoryMiB: h.cfg.Runner.Memory, CPUModel: h.cfg.Runner.CPUModel, Accel: h.cfg.Runner.Accel}, booter.qemu())
+	resumedIn := regexp.MustCompile(`Resumed \S+ with its packages from a layer in ([0-9.]+)s`)
+	run := func(pkgs string) (time.Duration, float64) {
+		start := time.Now()
+		job := h.submit("image: debian/bookworm\npackages: [" + pkgs + "]\ntasks:\n  - t: echo done\n")
+		got := h.wait(job.ID)
+		d := time.Since(start)
+		logs := h.log(job.ID, "")
+		if got.Status != app.JobSuccess {
+			b.Fatalf("status %s\n%s", got.Status, logs)
+		}
+		var restore float64
+		if m := resumedIn.FindStringSubmatch(logs); m != nil {
+			restore, _ = strconv.ParseFloat(m[1], 64)
+		}
+		return d, restore
+	}
+	waitLayers := func(n int) {
+		h.waitFor(fmt.Sprintf("%d layers", n), func() bool { l, _ := layers.List(); return len(l) >= n })
+	}
+	run("") // makes the base snapshot
+	h.waitFor("the snapshot", func() bool { _, _, ok := booter.snaps.find(shape); return ok })
+	sets := []struct{ name, pkgs string }{{"build-essential", "build-essential"}, {"cmake-libssl", "cmake, libssl-dev"}}
+	for i, s := range sets {
+		var first, second time.Duration
+		var restore float64
+		for j := 0; j < b.N; j++ {
+			if j > 0 {
+				layers.Remove(layerKey(shape, &layerRecipe{Packages: strings.Split(strings.ReplaceAll(s.pkgs, " ", ""), ",")}))
+			}
+			d, _ := run(s.pkgs)
+			first += d
+			waitLayers(i + 1)
+			d, r := run(s.pkgs)
+			second += d
+			restore += r
+		}
+		n := float64(b.N)
+		b.ReportMetric(first.Seconds()/n, s.name+"-first-s")
+		b.ReportMetric(second.Seconds()/n, s.name+"-layer-s")
+		b.ReportMetric(first.Seconds()/second.Seconds(), s.name+"-first/layer")
+		b.ReportMetric(restore/n, s.name+"-restore-s")
+	}
+	list, _ := layers.List()
+	for _, l := range list {
+		name := strings.Join(l.Recipe.Packages, "+")
+		b.ReportMetric(float64(l.MemSize)/(1<<20), name+"-mem-MiB")
+		b.ReportMetric(float64(l.DiskSize)/(1<<20), name+"-disk-MiB")
+	}
+	// the cache grows: more layers, then the first one resumed again
+	for _, extra := range []string{"hello", "jq", "zstd"} {
+		run(extra)
+	}
+	waitLayers(len(sets) + 3)
+	_, r := run(sets[0].pkgs)
+	b.ReportMetric(r, "build-essential-restore-5-layers-s")
+}
