@@ -13,7 +13,7 @@ import (
 	"builds/app"
 )
 
-const usage = `usage: builds <command> [arguments] [-config FILE]
+const usage = `usage: builds [-config FILE] [-debug] <command> [arguments]
 
 commands:
   serve                        run the service (API, web UI, runner)
@@ -54,19 +54,32 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 // Run executes one command line. It is main without the process exit, so
 // tests can call it.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-version" || args[0] == "--version") {
+		args = []string{"version"}
+	}
+	m := NewMain(stdin, stdout, stderr)
+	// the flags every command takes may come before the command too
+	global := m.flagSet("builds")
+	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+		return usagef("%v", err)
+	}
+	args = global.Args()
 	if len(args) == 0 {
 		return usagef("no command given")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
-	case "help", "-h", "-help", "--help":
+	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
-	case "version", "-version", "--version":
+	case "version":
 		fmt.Fprintf(stdout, "builds %s%s\n", version, commitSuffix())
 		return nil
 	}
-	m := NewMain(stdin, stdout, stderr)
 	switch cmd {
 	case "serve":
 		return m.cmdServe(ctx, rest)
@@ -109,8 +122,9 @@ func commitSuffix() string {
 func (m *Main) flagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&m.ConfigPath, "config", "", "configuration file")
-	fs.BoolVar(&m.Debug, "debug", false, "debug logging")
+	// defaults are what the flags before the command set
+	fs.StringVar(&m.ConfigPath, "config", m.ConfigPath, "configuration file")
+	fs.BoolVar(&m.Debug, "debug", m.Debug, "debug logging")
 	return fs
 }
 

@@ -382,3 +382,51 @@ func TestLayerCommands(t *testing.T) {
 		t.Errorf("list after rm: %q", out)
 	}
 }
+
+// The flags every command takes work before the command as well as after.
+func TestGlobalFlagsFirst(t *testing.T) {
+	cfg := testConfig(t, "")
+	if _, _, err := run(t, cfg, "", "user", "add", "alice", "--email", "a@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"-config", cfg, "user", "list"},
+		{"--config=" + cfg, "user", "list"},
+		{"-debug", "-config", cfg, "user", "list"},
+		{"-config", cfg, "-debug", "user", "list", "-debug"},
+	} {
+		var out, errb syncBuffer
+		err := Run(context.Background(), args, strings.NewReader(""), &out, &errb)
+		if err != nil || !strings.Contains(out.String(), "alice") {
+			t.Errorf("%q: out %q err %v", args, out.String(), err)
+		}
+	}
+	// a flag after the command overrides the one before
+	var out, errb syncBuffer
+	err := Run(context.Background(), []string{"-config", "/nonexistent/builds.ini", "user", "list", "-config", cfg}, strings.NewReader(""), &out, &errb)
+	if err != nil || !strings.Contains(out.String(), "alice") {
+		t.Errorf("override: out %q err %v", out.String(), err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-config"}, "flag needs an argument: -config"},
+		{[]string{"-frobnicate", "user", "list"}, "flag provided but not defined: -frobnicate"},
+		{[]string{"-config", cfg}, "no command given"},
+		{[]string{"-config", "/nonexistent/builds.ini", "user", "list"}, "/nonexistent/builds.ini"},
+	} {
+		err := Run(context.Background(), tc.args, strings.NewReader(""), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(errorText(err), tc.want) {
+			t.Errorf("%q: err %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	var v syncBuffer
+	if err := Run(context.Background(), []string{"--version"}, nil, &v, io.Discard); err != nil || !strings.HasPrefix(v.String(), "builds ") {
+		t.Errorf("--version: %q %v", v.String(), err)
+	}
+	v = syncBuffer{}
+	if err := Run(context.Background(), []string{"-h"}, nil, &v, io.Discard); err != nil || !strings.Contains(v.String(), "usage: builds") {
+		t.Errorf("-h: %q %v", v.String(), err)
+	}
+}

@@ -15,14 +15,16 @@ const Keyserver = "hkps://keyserver.ubuntu.com"
 // InstallCommand returns the shell command that installs packages in the
 // guest as the build user. apt lists are baked into images, so it tries the
 // install first and refreshes the lists (apt-get update, 18-33 s under TCG)
-// only when that fails. Package names are shell-quoted.
+// only when that fails, saying so in the log first. Package names are
+// shell-quoted.
 func (img *Image) InstallCommand(pkgs []string) string {
 	q := make([]string, len(pkgs))
 	for i, p := range pkgs {
 		q[i] = shellQuote(p)
 	}
 	install := "sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q " + strings.Join(q, " ")
-	return install + " || { sudo apt-get update -q && " + install + "; }"
+	retry := "echo 'Installing packages failed; refreshing the package lists (apt-get update) and retrying'"
+	return install + " || { " + retry + " && sudo apt-get update -q && " + install + "; }"
 }
 
 var (

@@ -1,7 +1,9 @@
 package images
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -9,12 +11,57 @@ import (
 func TestInstallCommand(t *testing.T) {
 	img := &Image{}
 	got := img.InstallCommand([]string{"jq", "libfoo-dev", "evil;rm -rf /"})
-	if !strings.HasPrefix(got, "sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq libfoo-dev 'evil;rm -rf /' || { sudo apt-get update -q && ") {
+	if !strings.HasPrefix(got, "sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq libfoo-dev 'evil;rm -rf /' || { ") {
 		t.Fatalf("InstallCommand = %s", got)
 	}
 	// the command must be valid shell
 	if out, err := exec.Command("sh", "-n", "-c", got).CombinedOutput(); err != nil {
 		t.Fatalf("sh -n: %v %s", err, out)
+	}
+}
+
+// A failed install is retried after apt-get update, and the log says so
+// before the update starts.
+func TestInstallCommandRetry(t *testing.T) {
+	bin := t.TempDir()
+	state := filepath.Join(t.TempDir(), "updated")
+	// sudo runs its arguments; apt-get fails to install until updated
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"+text), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("sudo", `exec "$@"`+"\n")
+	write("apt-get", `case "$1" in
+update) echo "Reading package lists... (update)"; touch `+state+`;;
+install) if [ -e `+state+` ]; then echo "Setting up jq"; else echo "E: Unable to locate package jq" >&2; exit 100; fi;;
+esac
+`)
+	img := &Image{}
+	for _, tc := range []struct {
+		name    string
+		updated bool
+		want    []string
+	}{
+		{"retried", false, []string{"E: Unable to locate package jq", "Installing packages failed; refreshing the package lists (apt-get update) and retrying", "Reading package lists... (update)", "Setting up jq"}},
+		{"first try", true, []string{"Setting up jq"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(state)
+			if tc.updated {
+				os.WriteFile(state, nil, 0o644)
+			}
+			cmd := exec.Command("sh", "-c", img.InstallCommand([]string{"jq"}))
+			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if strings.Join(lines, "|") != strings.Join(tc.want, "|") {
+				t.Fatalf("output:\n%s\nwant:\n%s", out, strings.Join(tc.want, "\n"))
+			}
+		})
 	}
 }
 

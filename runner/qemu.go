@@ -156,23 +156,24 @@ func newConsole(marker string, copyTo io.Writer) *console {
 }
 
 func (c *console) Write(p []byte) (int, error) {
-	if c.copyTo != nil {
-		c.copyTo.Write(p)
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.partial = eachLine(c.partial, p, func(l []byte) {
-		c.line(strings.TrimRight(string(l[:len(l)-1]), "\r"))
+		c.line(cleanConsoleLine(l[:len(l)-1]))
 	})
 	if len(c.partial) > 4096 { // a line without end: keep it bounded
-		c.line(string(c.partial))
+		c.line(cleanConsoleLine(c.partial))
 		c.partial = c.partial[:0]
 	}
 	return len(p), nil
 }
 
-// line records one complete console line (c.mu held).
+// line records one complete console line, cleaned, and copies it on
+// (c.mu held).
 func (c *console) line(l string) {
+	if c.copyTo != nil {
+		c.copyTo.Write([]byte(l + "\n"))
+	}
 	c.lines = append(c.lines, l)
 	if len(c.lines) > consoleTailLines {
 		c.lines = c.lines[len(c.lines)-consoleTailLines:]
@@ -225,4 +226,61 @@ func (c *console) Tail() string {
 		out += "\n" + string(c.partial)
 	}
 	return out
+}
+
+// cleanConsoleLine returns a console line as text: what a terminal would
+// show of it without acting on it. The guest's console carries escape
+// sequences (colours, cursor moves, terminal resets such as
+// `\e[!p\e]104\a`) that must not reach the terminal of whoever reads the
+// raw setup log. Escape sequences (CSI, OSC, DCS and the like, and
+// two-byte ones), C0 and C1 control characters go, bytes that are not
+// UTF-8 become U+FFFD, a carriage return keeps what was written over the
+// line after it, and tabs stay.
+func cleanConsoleLine(l []byte) string {
+	if i := bytes.LastIndexByte(bytes.TrimRight(l, "\r"), '\r'); i >= 0 {
+		l = l[i+1:]
+	}
+	rs := []rune(string(l)) // invalid UTF-8 becomes U+FFFD
+	out := make([]rune, 0, len(rs))
+	isFinal := func(r rune) bool { return r >= 0x40 && r <= 0x7e }
+	for i := 0; i < len(rs); i++ {
+		r := rs[i]
+		switch {
+		case r == 0x1b || r == 0x9b || r == 0x9d || r == 0x90:
+			kind := r
+			if r == 0x1b {
+				if i+1 == len(rs) {
+					continue
+				}
+				i++
+				kind = rs[i]
+			}
+			switch kind {
+			case '[', 0x9b: // CSI: parameters and intermediates, then a final byte
+				for i+1 < len(rs) && !isFinal(rs[i+1]) && rs[i+1] >= 0x20 {
+					i++
+				}
+				i++
+			case ']', 'P', 'X', '^', '_', 0x9d, 0x90: // OSC, DCS, SOS, PM, APC: to BEL or ST
+				for i+1 < len(rs) {
+					i++
+					if rs[i] == 0x07 || rs[i] == 0x9c {
+						break
+					}
+					if rs[i] == 0x1b && i+1 < len(rs) && rs[i+1] == '\\' {
+						i++
+						break
+					}
+				}
+			default: // two-byte sequences (ESC c, ESC 7, ESC ( B...)
+				for i+1 < len(rs) && kind >= 0x20 && kind <= 0x2f {
+					i++
+					kind = rs[i]
+				}
+			}
+		case r == '\t' || r >= 0x20 && r != 0x7f && (r < 0x80 || r > 0x9f):
+			out = append(out, r)
+		}
+	}
+	return string(out)
 }

@@ -115,6 +115,7 @@ tasks:
       jq --version
       test "$(cat app/file.txt)" = "app v1"
       test "$(cat super/vendor/lib/file.txt)" = "lib v1"
+      printf '\033[!p\033]104\a\033[?7hCONSOLE-RESET-LINE\r\n' | sudo tee /dev/console >/dev/null
   - build: |
       test "$GREETING" = "hello, world's" && test "$COUNT" = 3
       test "$(stat -c %%a ~/.config/api-key)" = 600
@@ -135,6 +136,13 @@ tasks:
 		"Installing packages", "Sending tasks", "Sending build environment", "Sending secrets", "Resolving secret api-key",
 		"Cloning repositories", "Running task setup", "Running task build", "Running task test",
 		"Uploading out/report.json", "Uploaded report.json", "Tearing down build VM")
+	// the guest's console reaches the raw setup log as text (dpkg's own
+	// progress keeps its carriage returns)
+	h.waitFor("the console line", func() bool { return strings.Contains(h.log(job.ID, ""), "\nCONSOLE-RESET-LINE\n") })
+	setup = h.log(job.ID, "")
+	if i := strings.IndexFunc(setup, func(r rune) bool { return r < 0x20 && r != '\n' && r != '\t' && r != '\r' }); i >= 0 {
+		t.Errorf("control character %q in the setup log: %q", setup[i], setup[max(0, i-40):min(len(setup), i+40)])
+	}
 	if b := h.log(job.ID, "build"); strings.Contains(b, "vm-secret-value-42") || !strings.Contains(b, "[masked]") {
 		t.Errorf("secret not masked in the build log:\n%s", b)
 	}

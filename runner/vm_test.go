@@ -133,6 +133,40 @@ func TestConsole(t *testing.T) {
 	}
 }
 
+// Console lines reach the setup log as text: a terminal reading the raw
+// log (hut builds submit --follow) must not act on the guest's escape
+// sequences.
+func TestConsoleControlSequences(t *testing.T) {
+	var copyBuf bytes.Buffer
+	c := newConsole("CI-SSH-READY", &copyBuf)
+	c.Write([]byte("\x1b[!p\x1b]104\x07\x1b[?7hCI-SSH-READY\r\n"))
+	select {
+	case <-c.ready:
+	default:
+		t.Fatal("marker behind escape sequences not seen")
+	}
+	c.Write([]byte("[\x1b[0;32m  OK  \x1b[0m] Started \x1b]8;;file://x\x1b\\ssh\x1b]8;;\x1b\\.\n"))
+	c.Write([]byte("\x1bc\x1b(B\x1b7reset\x1b8 \xc2\x9b31mc1\xc2\x9d0;t\xc2\x9c \x9b \x00\x08\x7fbell\x07\n"))
+	c.Write([]byte("progress 10%\rprogress 100%\r\n"))
+	c.Write([]byte("tab\there \xc4\x9b \xff\xfe ok \x1b\n"))
+	c.Write([]byte("\x1b]0;an unterminated title\n"))
+	want := "CI-SSH-READY\n" +
+		"[  OK  ] Started ssh.\n" +
+		"reset c1 \ufffd bell\n" +
+		"progress 100%\n" +
+		"tab\there \u011b \ufffd\ufffd ok \n" +
+		"\n"
+	if got := copyBuf.String(); got != want {
+		t.Fatalf("copied %q\nwant   %q", got, want)
+	}
+	// a long line without end is cut and cleaned too
+	copyBuf.Reset()
+	c.Write([]byte(strings.Repeat("\x1b[1mx", 1200)))
+	if got := copyBuf.String(); strings.ContainsAny(got, "\x1b") || !strings.HasPrefix(got, "xxx") {
+		t.Fatalf("long line copied as %q", got[:40])
+	}
+}
+
 func TestCheckConfig(t *testing.T) {
 	img := &images.Image{Name: "debian/bookworm"}
 	dir := t.TempDir()
