@@ -46,10 +46,23 @@ const (
 	TaskSuccess TaskStatus = "success"
 	TaskFailed  TaskStatus = "failed"
 	TaskSkipped TaskStatus = "skipped"
+	// TaskCancelled is a task that was running when its job was
+	// cancelled. The API's TaskStatus has no such value (hut stops on
+	// values it does not know), so the API reports it as FAILED; the web
+	// UI and the task's log say cancelled.
+	TaskCancelled TaskStatus = "cancelled"
 )
 
-// TaskStatuses lists every task status in schema order.
+// TaskStatuses lists every task status of the API, in schema order.
 var TaskStatuses = []TaskStatus{TaskPending, TaskRunning, TaskSuccess, TaskFailed, TaskSkipped}
+
+// API returns the status as the API's TaskStatus enum has it.
+func (s TaskStatus) API() TaskStatus {
+	if s == TaskCancelled {
+		return TaskFailed
+	}
+	return s
+}
 
 // Visibility controls who can see a job.
 type Visibility string

@@ -54,7 +54,8 @@ func (s *Service) loadClaimed(ctx context.Context, job *Job) (*ClaimedJob, error
 	return &ClaimedJob{Job: job, Owner: owner, Manifest: m, Tasks: tasks}, nil
 }
 
-// SetTaskStatus records a task's status (running, success, failed, skipped).
+// SetTaskStatus records a task's status (running, success, failed,
+// skipped, cancelled).
 func (s *Service) SetTaskStatus(ctx context.Context, task *Task, status TaskStatus) error {
 	t, err := s.Store.UpdateTaskStatus(ctx, task.ID, status)
 	if err != nil {
@@ -83,14 +84,10 @@ func (s *Service) FinishJob(ctx context.Context, jobID int64, status JobStatus, 
 	return job, err
 }
 
-// JobStatus returns a job's current stored status (the runner polls it to
-// notice cancellation it was not told about).
-func (s *Service) JobStatus(ctx context.Context, jobID int64) (JobStatus, error) {
-	job, err := s.Store.FindJobByID(ctx, jobID)
-	if err != nil {
-		return "", err
-	}
-	return job.Status, nil
+// CurrentJob returns a job as stored now (the runner looks once after a
+// claim for a cancellation it was not told about).
+func (s *Service) CurrentJob(ctx context.Context, jobID int64) (*Job, error) {
+	return s.Store.FindJobByID(ctx, jobID)
 }
 
 // ArtifactPath returns the on-disk path of an artifact's file.

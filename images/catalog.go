@@ -233,7 +233,7 @@ func (c *Catalog) List() ([]*Image, error) {
 	}
 	var out []*Image
 	for _, d := range distros {
-		if !d.IsDir() || !partRe.MatchString(d.Name()) {
+		if !partRe.MatchString(d.Name()) || !isDir(filepath.Join(c.Dir, d.Name())) {
 			continue
 		}
 		rels, err := os.ReadDir(filepath.Join(c.Dir, d.Name()))
@@ -242,10 +242,10 @@ func (c *Catalog) List() ([]*Image, error) {
 		}
 		for _, r := range rels {
 			name := d.Name() + "/" + r.Name()
-			if _, _, err := SplitName(name); err != nil || !r.IsDir() {
+			rel := filepath.Join(c.Dir, d.Name(), r.Name())
+			if _, _, err := SplitName(name); err != nil || !isDir(rel) {
 				continue
 			}
-			rel := filepath.Join(c.Dir, d.Name(), r.Name())
 			arches, err := c.arches(rel)
 			if err != nil {
 				return nil, err
@@ -262,9 +262,18 @@ func (c *Catalog) List() ([]*Image, error) {
 	return out, nil
 }
 
+// isDir reports whether path is a directory, following symlinks: an
+// operator may link a release (or distribution) directory to another
+// disk or to another release.
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
+}
+
 // Remove deletes an image: one arch, or every arch when arch is "". It
-// refuses aliases, so removing "debian/stable" cannot silently delete the
-// release it points at. Running VMs keep their open files.
+// refuses aliases and symlinked release directories, so removing
+// "debian/stable" cannot silently delete the release it points at.
+// Running VMs keep their open files.
 func (c *Catalog) Remove(name, arch string) ([]string, error) {
 	if target, ok := c.Aliases[name]; ok && target != name {
 		return nil, fmt.Errorf("%s is an alias of %s; remove %s", name, target, target)
@@ -272,6 +281,10 @@ func (c *Catalog) Remove(name, arch string) ([]string, error) {
 	rel, err := c.releaseDir(name)
 	if err != nil {
 		return nil, err
+	}
+	if fi, err := os.Lstat(rel); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		target, _ := os.Readlink(rel)
+		return nil, fmt.Errorf("%s is a symlink to %s; remove the image there, or the link itself", name, target)
 	}
 	arches := []string{arch}
 	if arch == "" {

@@ -194,6 +194,44 @@ func TestList(t *testing.T) {
 	if sz, err := imgs[0].Size(); err != nil || sz <= 0 {
 		t.Fatalf("Size = %d, %v", sz, err)
 	}
+	// a release directory (and a distribution directory) may be a
+	// symlink, to another disk or to another release; a dangling one is
+	// skipped
+	elsewhere := t.TempDir()
+	fakeImage(t, elsewhere, "debian/sid", "amd64")
+	if err := os.Symlink(filepath.Join(elsewhere, "debian/sid"), filepath.Join(root, "debian/sid")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("bookworm", filepath.Join(root, "debian/12")); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink(filepath.Join(root, "nowhere"), filepath.Join(root, "debian/gone"))
+	fakeImage(t, elsewhere, "alpine/edge", "amd64")
+	if err := os.Symlink(filepath.Join(elsewhere, "alpine"), filepath.Join(root, "alpine")); err != nil {
+		t.Fatal(err)
+	}
+	imgs, err = c.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	for _, i := range imgs {
+		got = append(got, i.Name+"/"+i.Arch)
+	}
+	if !slices.Equal(got, []string{"alpine/edge/amd64", "debian/12/amd64", "debian/bookworm/amd64", "debian/sid/amd64", "debian/trixie/amd64"}) {
+		t.Fatalf("List with symlinks = %v", got)
+	}
+	if img, err := c.Lookup("debian/sid", ""); err != nil || img.Meta.Release != "sid" {
+		t.Fatalf("Lookup through a symlink: %v %v", img, err)
+	}
+	// removing through a link would delete what it points at
+	if _, err := c.Remove("debian/12", ""); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Fatalf("Remove through a symlink: %v", err)
+	}
+	if _, err := c.Lookup("debian/bookworm", ""); err != nil {
+		t.Fatalf("the link's target went: %v", err)
+	}
+
 	empty, err := NewCatalog(filepath.Join(root, "nope"), nil).List()
 	if err != nil || len(empty) != 0 {
 		t.Fatalf("missing dir: %v %v", empty, err)

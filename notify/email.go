@@ -141,8 +141,8 @@ func joinAddresses(list []*mail.Address) string {
 	return strings.Join(s, ", ")
 }
 
-// taskMarks renders "✓ build ✗ test - deploy": ✓ success, ✗ failed, - any
-// other status. Tasks whose name starts with "_" are hidden.
+// taskMarks renders "✓ build ✗ test - deploy": ✓ success, ✗ failed or
+// cancelled, - any other status. Tasks whose name starts with "_" are hidden.
 func taskMarks(tasks []*app.Task) string {
 	var parts []string
 	for _, t := range tasks {
@@ -150,7 +150,7 @@ func taskMarks(tasks []*app.Task) string {
 			continue
 		}
 		mark := "-"
-		switch t.Status {
+		switch t.Status.API() { // a cancelled task is ✗, as it was as failed
 		case app.TaskSuccess:
 			mark = "✓"
 		case app.TaskFailed:

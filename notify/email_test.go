@@ -347,9 +347,9 @@ func TestEmailText(t *testing.T) {
 		{
 			name:        "TagsNoteHiddenTasks",
 			job:         app.Job{ID: 8, Status: app.JobTimeout, Created: t0, Tags: "a/b", Note: &note},
-			tasks:       []*app.Task{{Name: "_setup", Status: app.TaskFailed}, {Name: "x", Status: app.TaskSkipped}, {Name: "y", Status: app.TaskRunning}},
+			tasks:       []*app.Task{{Name: "_setup", Status: app.TaskFailed}, {Name: "x", Status: app.TaskSkipped}, {Name: "y", Status: app.TaskRunning}, {Name: "z", Status: app.TaskCancelled}},
 			wantSubject: "[a/b] build timeout",
-			wantBody:    "a/b #8: TIMEOUT in 3m12s\n\nline one\nline two\n\nhttps://ci.example.org/~alice/job/8\n\n- x - y\n",
+			wantBody:    "a/b #8: TIMEOUT in 3m12s\n\nline one\nline two\n\nhttps://ci.example.org/~alice/job/8\n\n- x - y ✗ z\n",
 		},
 		{
 			name:        "NoTasks",

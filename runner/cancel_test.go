@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ func TestCancel(t *testing.T) {
 		status    app.JobStatus
 		tasks     map[string]app.TaskStatus
 		log       []string
+		taskEnd   map[string]string // task: the pattern of its log's last line
 	}{
 		{
 			name:      "Booting",
@@ -44,8 +46,9 @@ func TestCancel(t *testing.T) {
 			manifest: sleeper,
 			ready:    func(h *harness, id int64) { h.waitLog(id, "long", "+ sleep 300") },
 			status:   app.JobCancelled,
-			tasks:    map[string]app.TaskStatus{"a": app.TaskSuccess, "long": app.TaskFailed},
-			log:      []string{"Running task long", "Error: the job was cancelled", "Tearing down build VM"},
+			tasks:    map[string]app.TaskStatus{"a": app.TaskSuccess, "long": app.TaskCancelled},
+			log:      []string{"Running task long", "Error: the job was cancelled by ~alice at ", "Tearing down build VM"},
+			taskEnd:  map[string]string{"long": `Cancelled by ~alice at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC`},
 		},
 		{
 			name:     "ShellWait",
@@ -108,6 +111,13 @@ func TestCancel(t *testing.T) {
 				t.Errorf("tasks = %v, want %v", ts, tt.tasks)
 			}
 			linesInOrder(t, setup, tt.log...)
+			for task, pat := range tt.taskEnd {
+				l := strings.TrimRight(h.log(job.ID, task), "\n")
+				last := l[strings.LastIndexByte(l, '\n')+1:]
+				if !regexp.MustCompile(pat + "$").MatchString(last) {
+					t.Errorf("task %s's log ends with %q, want %s", task, last, pat)
+				}
+			}
 			if g := h.booter.guest(job.ID); g != nil {
 				select {
 				case <-g.closed:

@@ -206,7 +206,7 @@ func (r *jobRun) fail(err error) app.JobStatus {
 	case app.JobTimeout:
 		msg = fmt.Sprintf("the job exceeded its time limit of %s", r.cfg.JobTimeoutString())
 	case app.JobCancelled:
-		msg = errCancelled.Error()
+		msg = withBy(errCancelled.Error(), context.Cause(r.ctx))
 	}
 	r.logf("Error: %s", msg)
 	r.finish(st, msg)
@@ -232,14 +232,14 @@ func (r *jobRun) finish(st app.JobStatus, reason string) {
 // statusChanged is told that the stored status left RUNNING: the owner
 // cancelled the job, or the worker API moved it. Unless this run is
 // storing its own final status, the run stops.
-func (r *jobRun) statusChanged(st app.JobStatus) {
+func (r *jobRun) statusChanged(job *app.Job) {
 	if r.finishing.Load() {
 		return
 	}
-	if st == app.JobCancelled {
-		r.cancel(errCancelled)
+	if job.Status == app.JobCancelled {
+		r.cancel(&cancellation{reason: job.Reason, at: job.Updated})
 	} else {
-		r.cancel(fmt.Errorf("the job's status changed to %s", strings.ToUpper(string(st))))
+		r.cancel(fmt.Errorf("the job's status changed to %s", strings.ToUpper(string(job.Status))))
 	}
 }
 

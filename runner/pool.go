@@ -23,6 +23,43 @@ var (
 	errTerminated = errors.New("the last SSH session logged out")
 )
 
+// cancellation is the cause of a run's end when its job was cancelled:
+// it says by whom (the job's stored reason, "cancelled by alice") and
+// when, for the log of the task it stopped.
+type cancellation struct {
+	reason string
+	at     time.Time
+}
+
+func (c *cancellation) Error() string   { return errCancelled.Error() }
+func (c *cancellation) Is(e error) bool { return e == errCancelled }
+
+// cancelledBy says by whom and when a run was cancelled ("by alice at
+// 2026-12-04 03:52:10 UTC"), or "" when cause does not tell.
+func cancelledBy(cause error) string {
+	var c *cancellation
+	if !errors.As(cause, &c) {
+		return ""
+	}
+	by, ok := strings.CutPrefix(c.reason, "cancelled ")
+	switch {
+	case ok && by != "":
+	case c.reason != "":
+		by = "(" + c.reason + ")"
+	default:
+		by = "by its owner"
+	}
+	return by + " at " + c.at.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+// withBy appends cancelledBy(cause) to s.
+func withBy(s string, cause error) string {
+	if by := cancelledBy(cause); by != "" {
+		return s + " " + by
+	}
+	return s
+}
+
 // Pool runs up to [runner] slots jobs at once. The jobs table is the
 // queue. The pool listens to the Service's job changes: a job that
 // becomes queued wakes an idle slot at once (a slow ticker is only a
@@ -108,7 +145,7 @@ func (p *Pool) JobChanged(ctx context.Context, event app.WebhookEvent, job *app.
 	case app.JobRunning, app.JobPending:
 	default:
 		if r := p.job(job.ID); r != nil {
-			r.statusChanged(job.Status)
+			r.statusChanged(job)
 		}
 	}
 }
@@ -183,8 +220,8 @@ func (p *Pool) run(cj *app.ClaimedJob) {
 	p.mu.Unlock()
 	// A change announced between the claim and the line above found no
 	// run to stop: look once.
-	if st, err := p.svc.JobStatus(app.SystemContext(p.base), cj.Job.ID); err == nil && st != app.JobRunning {
-		r.statusChanged(st)
+	if job, err := p.svc.CurrentJob(app.SystemContext(p.base), cj.Job.ID); err == nil && job.Status != app.JobRunning {
+		r.statusChanged(job)
 	}
 	done := func() {
 		r.cleanup()

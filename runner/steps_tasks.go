@@ -34,7 +34,10 @@ func (r *jobRun) runTasks() error {
 		}
 		complete, err := r.runTask(t)
 		st := app.TaskSuccess
-		if err != nil {
+		switch {
+		case err != nil && errors.Is(context.Cause(r.ctx), errCancelled):
+			st = app.TaskCancelled
+		case err != nil:
 			st = app.TaskFailed
 		}
 		if serr := r.svc.SetTaskStatus(context.WithoutCancel(r.dbCtx()), t, st); serr != nil && err == nil {
@@ -83,6 +86,9 @@ func (r *jobRun) runTask(t *app.Task) (bool, error) {
 		return false, fmt.Errorf("task %s: its log exceeded %s ([limits] log-size)", t.Name, app.HumanSize(lf.Limit()))
 	case err != nil:
 		if cause := context.Cause(r.ctx); cause != nil {
+			if errors.Is(cause, errCancelled) {
+				lf.Printf("%s", withBy("Cancelled", cause))
+			}
 			return false, cause
 		}
 		return false, fmt.Errorf("task %s: %w", t.Name, err)

@@ -168,7 +168,7 @@ func (g *schemaBuilder) jobTypes() {
 				"created": {Type: nn(g.timeT), Resolve: func(p graphql.ResolveParams) (any, error) { return taskOf(p).task.Created, nil }},
 				"updated": {Type: nn(g.timeT), Resolve: func(p graphql.ResolveParams) (any, error) { return taskOf(p).task.Updated, nil }},
 				"name":    {Type: nn(graphql.String), Resolve: func(p graphql.ResolveParams) (any, error) { return taskOf(p).task.Name, nil }},
-				"status":  {Type: nn(g.taskStatus), Resolve: func(p graphql.ResolveParams) (any, error) { return taskOf(p).task.Status, nil }},
+				"status":  {Type: nn(g.taskStatus), Resolve: func(p graphql.ResolveParams) (any, error) { return taskOf(p).task.Status.API(), nil }},
 				"log": {Type: g.log, Resolve: g.access(app.ScopeLogs, app.RO, func(p graphql.ResolveParams) (any, error) {
 					t := taskOf(p)
 					if t.task.Status == app.TaskPending || t.task.Status == app.TaskSkipped {

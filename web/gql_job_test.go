@@ -342,6 +342,26 @@ func TestJobFields(t *testing.T) {
 	if fmt.Sprint(get(d2, "job", "tasks", 1)) != "map[log:<nil> status:SKIPPED]" {
 		t.Errorf("skipped task = %v", get(d2, "job", "tasks", 1))
 	}
+	// a task stopped by a cancel is cancelled, which the API's TaskStatus
+	// lacks (hut stops on values it does not know): it is FAILED there,
+	// through either executor
+	sys := app.SystemContext(context.Background())
+	tasks, err := e.db.FindTasks(sys, job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.SetTaskStatus(sys, tasks[0], app.TaskCancelled); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`query q($id: Int!) { job(id: $id) { tasks { status } } }`,
+		`query q($id: Int!) { job(id: $id) { __typename tasks { __typename status } } }`,
+	} {
+		d3 := e.mustQuery(tok, q, map[string]any{"id": job.ID})
+		if got := get(d3, "job", "tasks", 0, "status"); got != "FAILED" {
+			t.Errorf("%s: cancelled task's status = %v, want FAILED", q, got)
+		}
+	}
 	arts := fmt.Sprint(j["artifacts"])
 	wantURL := fmt.Sprintf("%s/query/artifact/%d/app.tar.gz", e.url, a.ID)
 	if !strings.Contains(arts, "path:/home/build/out/app.tar.gz size:5 url:"+wantURL) || !strings.Contains(arts, "path:old.bin size:10 url:<nil>") {
