@@ -183,8 +183,8 @@ func (m *Main) startServices(ctx context.Context) error {
 		}
 		m.Service.UseVMCache(booter)
 	}
-	pool := runner.NewPool(m.Service, cfg, booter, m.Log)
-	m.Service.Listen(pool)
+	srv := runner.LocalServer(m.Service)
+	pool := runner.NewPool(srv, cfg, booter, m.Log)
 	if err := pool.Start(ctx); err != nil {
 		return err
 	}
@@ -196,7 +196,7 @@ func (m *Main) startServices(ctx context.Context) error {
 	}
 
 	if cfg.Runner.SSHListen != "" {
-		sshd := runner.NewSSHServer(m.Service, cfg, pool, m.Log)
+		sshd := runner.NewSSHServer(srv, cfg, pool, m.Log)
 		if err := sshd.Open(); err != nil {
 			return fmt.Errorf("ssh server: %w", err)
 		}

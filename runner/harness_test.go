@@ -71,9 +71,8 @@ func openHarness(t testing.TB, opts ...func(*app.Config)) *harness {
 		t.Fatal(err)
 	}
 	booter := newTestBooter(t)
-	pool := NewPool(svc, cfg, booter, log)
+	pool := NewPool(LocalServer(svc), cfg, booter, log)
 	pool.IdlePoll = time.Hour
-	svc.Listen(pool)
 	user, err := svc.CreateUser(ctx, "alice", "alice@example.org", false, "")
 	if err != nil {
 		t.Fatal(err)

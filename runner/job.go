@@ -15,8 +15,9 @@ import (
 // jobRun is one job from claim to teardown.
 type jobRun struct {
 	p        *Pool
-	svc      *app.Service
+	srv      Server
 	cfg      *app.Config
+	cj       *app.ClaimedJob
 	job      *app.Job
 	owner    *app.User
 	m        *app.Manifest
@@ -30,7 +31,7 @@ type jobRun struct {
 	setup       *app.LogWriter
 	mask        *app.Masker
 	guest       Guest
-	token       *app.Token // job-scoped API token, revoked at the end
+	revoke      func(context.Context) error // deletes the job-scoped API token
 	tokenSecret string
 
 	stepsDone chan struct{} // closed when the manifest's steps are over
@@ -61,7 +62,7 @@ func newJobRun(p *Pool, cj *app.ClaimedJob) *jobRun {
 		m = &cp
 	}
 	return &jobRun{
-		p: p, svc: p.svc, cfg: p.cfg,
+		p: p, srv: p.srv, cfg: p.cfg, cj: cj,
 		job: cj.Job, owner: cj.Owner, m: m, tasks: cj.Tasks, deadline: deadline,
 		ctx: ctx, cancel: cancel, release: release,
 		mask:      &app.Masker{},
@@ -79,7 +80,7 @@ func (r *jobRun) logf(format string, args ...any) { r.setup.Printf(format, args.
 // the caller ends with cleanup.
 func (r *jobRun) run() (standby bool) {
 	id := r.job.ID
-	setup, err := r.svc.OpenLog(id, "", r.mask)
+	setup, err := r.srv.OpenLog(id, "", r.mask)
 	if err != nil {
 		r.p.log.Error("open setup log", "job_id", id, "err", err)
 		r.finish(app.JobFailed, err.Error())
@@ -127,10 +128,18 @@ func (r *jobRun) cleanup() {
 	if r.setup != nil {
 		r.setup.Close()
 	}
-	r.svc.Logs.Forget(r.job.ID, "")
-	for _, t := range r.tasks {
-		r.svc.Logs.Forget(r.job.ID, t.Name)
+	r.endLogs()
+}
+
+// endLogs tells the server the job's logs are complete.
+func (r *jobRun) endLogs() {
+	names := make([]string, len(r.tasks))
+	for i, t := range r.tasks {
+		names[i] = t.Name
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), time.Minute)
+	defer cancel()
+	r.srv.EndLogs(ctx, r.job.ID, names)
 }
 
 // boot starts the guest.
@@ -220,7 +229,7 @@ func (r *jobRun) finish(st app.JobStatus, reason string) {
 		r.finishing.Store(true)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 30*time.Second)
 		defer cancel()
-		job, err := r.svc.FinishJob(ctx, r.job.ID, st, reason)
+		job, err := r.srv.FinishJob(ctx, r.job.ID, st, reason)
 		if err != nil {
 			r.p.log.Error("finish job", "job_id", r.job.ID, "status", st, "err", err)
 			return

@@ -6,19 +6,17 @@ import (
 	"io"
 	"os"
 	"time"
-
-	"builds/app"
 )
 
 // followLogs copies a job's logs to w as they grow: the setup log as it
 // is and task logs with every line prefixed "[<task>] ". It returns when
 // ctx ends or, after a last read, when until is closed; with a nil until
 // it reads what is there once.
-func followLogs(ctx context.Context, w io.Writer, svc *app.Service, jobID int64, tasks []string, until <-chan struct{}) {
+func followLogs(ctx context.Context, w io.Writer, srv Server, jobID int64, tasks []string, until <-chan struct{}) {
 	logs := make([]*followed, 0, len(tasks)+1)
-	logs = append(logs, &followed{path: svc.LogPath(jobID, "")})
+	logs = append(logs, &followed{path: srv.LogPath(jobID, "")})
 	for _, t := range tasks {
-		logs = append(logs, &followed{task: t, path: svc.LogPath(jobID, t), prefix: "[" + t + "] "})
+		logs = append(logs, &followed{task: t, path: srv.LogPath(jobID, t), prefix: "[" + t + "] "})
 	}
 	defer func() {
 		for _, l := range logs {
@@ -55,7 +53,7 @@ func followLogs(ctx context.Context, w io.Writer, svc *app.Service, jobID int64,
 			case <-wctx.Done():
 			}
 		}()
-		if !svc.Logs.Wait(wctx, jobID, cur.task, cur.off) {
+		if !srv.Logs().Wait(wctx, jobID, cur.task, cur.off) {
 			<-wctx.Done()
 		}
 		cancel()

@@ -66,7 +66,7 @@ func withBy(s string, cause error) string {
 // fallback), and a job of the pool's that leaves running (cancelled by
 // its owner, say) has its VM stopped.
 type Pool struct {
-	svc    *app.Service
+	srv    Server
 	cfg    *app.Config
 	booter Booter
 	log    *slog.Logger
@@ -88,14 +88,14 @@ type Pool struct {
 var _ app.JobListener = (*Pool)(nil)
 
 // NewPool returns a pool that boots guests with booter and listens to
-// svc's job changes.
-func NewPool(svc *app.Service, cfg *app.Config, booter Booter, log *slog.Logger) *Pool {
+// srv's job changes.
+func NewPool(srv Server, cfg *app.Config, booter Booter, log *slog.Logger) *Pool {
 	if log == nil {
 		log = slog.Default()
 	}
 	base, stop := context.WithCancelCause(context.Background())
 	return &Pool{
-		svc: svc, cfg: cfg, booter: booter, log: log,
+		srv: srv, cfg: cfg, booter: booter, log: log,
 		IdlePoll: 30 * time.Second,
 		wake:     make(chan struct{}, 1),
 		quit:     make(chan struct{}),
@@ -109,12 +109,8 @@ func NewPool(svc *app.Service, cfg *app.Config, booter Booter, log *slog.Logger)
 // failed, its VMs killed and their work dirs removed) and starts the slots.
 // With [runner] slots = 0 only the recovery runs.
 func (p *Pool) Start(ctx context.Context) error {
-	jobs, err := p.svc.RecoverJobs(ctx)
-	if err != nil {
-		return fmt.Errorf("recover jobs: %w", err)
-	}
-	for _, j := range jobs {
-		p.log.Warn("job left running by a previous process marked failed", "job_id", j.ID)
+	if err := p.srv.Start(ctx, p); err != nil {
+		return err
 	}
 	if err := cleanWorkDir(p.cfg.Runner.WorkDir, p.log); err != nil {
 		return err
@@ -190,7 +186,7 @@ func (p *Pool) slot() {
 			return
 		default:
 		}
-		cj, err := p.svc.ClaimJob(p.base, p.cfg.RunnerName())
+		cj, err := p.srv.Claim(p.base)
 		switch {
 		case err == nil:
 			// Another job may be queued behind this one: let the next
@@ -220,7 +216,7 @@ func (p *Pool) run(cj *app.ClaimedJob) {
 	p.mu.Unlock()
 	// A change announced between the claim and the line above found no
 	// run to stop: look once.
-	if job, err := p.svc.CurrentJob(app.SystemContext(p.base), cj.Job.ID); err == nil && job.Status != app.JobRunning {
+	if job, err := p.srv.CurrentJob(app.SystemContext(p.base), cj.Job.ID); err == nil && job.Status != app.JobRunning {
 		r.statusChanged(job)
 	}
 	done := func() {

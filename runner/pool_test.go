@@ -101,7 +101,7 @@ func TestSlowReaders(t *testing.T) {
 		t.Fatal("job not running")
 	}
 	go func() {
-		followLogs(context.Background(), pw, h.svc, job.ID, []string{"big"}, r.finished)
+		followLogs(context.Background(), pw, h.pool.srv, job.ID, []string{"big"}, r.finished)
 		pw.Close()
 	}()
 

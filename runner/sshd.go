@@ -31,7 +31,7 @@ const HostKeyFile = "ssh_host_ed25519_key"
 // <id>` and `tail <id>` (behaviour.md §1.11). Users log in with the SSH
 // keys on their account; only a job's owner may connect to it.
 type SSHServer struct {
-	svc  *app.Service
+	srv  Server
 	cfg  *app.Config
 	pool *Pool
 	log  *slog.Logger
@@ -44,11 +44,11 @@ type SSHServer struct {
 }
 
 // NewSSHServer returns a server for cfg.Runner.SSHListen; Open starts it.
-func NewSSHServer(svc *app.Service, cfg *app.Config, pool *Pool, log *slog.Logger) *SSHServer {
+func NewSSHServer(srv Server, cfg *app.Config, pool *Pool, log *slog.Logger) *SSHServer {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &SSHServer{svc: svc, cfg: cfg, pool: pool, log: log, conns: map[net.Conn]bool{}}
+	return &SSHServer{srv: srv, cfg: cfg, pool: pool, log: log, conns: map[net.Conn]bool{}}
 }
 
 // Open loads (or creates) the host key and starts listening. Listen errors
@@ -120,11 +120,11 @@ func (s *SSHServer) serve(hostKey ssh.Signer) {
 func (s *SSHServer) checkKey(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	u, err := s.svc.UserBySSHKey(ctx, key)
+	u, err := s.srv.UserBySSHKey(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("unknown key %s", ssh.FingerprintSHA256(key))
 	}
-	return &ssh.Permissions{Extensions: map[string]string{"user-id": strconv.FormatInt(u.ID, 10)}}, nil
+	return &ssh.Permissions{Extensions: map[string]string{"user-id": strconv.FormatInt(u.ID, 10), "username": u.Username}}, nil
 }
 
 // serverConfig returns the configuration for one connection. After every
@@ -158,12 +158,7 @@ func (s *SSHServer) handleConn(c net.Conn, conf *ssh.ServerConfig) {
 	c.SetDeadline(time.Time{})
 	go ssh.DiscardRequests(reqs)
 	uid, _ := strconv.ParseInt(conn.Permissions.Extensions["user-id"], 10, 64)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	user, err := s.svc.User(ctx, uid)
-	cancel()
-	if err != nil {
-		return
-	}
+	user := &app.User{ID: uid, Username: conn.Permissions.Extensions["username"]}
 	var wg sync.WaitGroup
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
@@ -263,33 +258,38 @@ func (s *SSHServer) command(ctx context.Context, ss *sshSession, line string) in
 	}
 	// Someone else's job answers as a missing one does: the reply must
 	// not tell a stranger which job ids exist.
-	job, err := s.svc.Job(app.SystemContext(ctx), id)
-	if err != nil || job.OwnerID != ss.user.ID {
+	r := s.pool.job(id)
+	var (
+		job   *app.Job
+		owner *app.User
+		tasks []*app.Task
+	)
+	if r != nil {
+		job, owner, tasks = r.job, r.owner, r.tasks
+	} else if job, owner, tasks, err = s.srv.LookupJob(ctx, id); err != nil {
+		job = nil
+	}
+	if job == nil || job.OwnerID != ss.user.ID {
 		fmt.Fprintf(out, "No such job found.\n")
 		return 1
 	}
-	owner, err := s.svc.User(ctx, job.OwnerID)
-	if err != nil {
-		fmt.Fprintf(out, "No such job found.\n")
-		return 1
+	if r != nil {
+		// the job as stored now (its status), when it can be had
+		if cur, err := s.srv.CurrentJob(app.SystemContext(ctx), id); err == nil {
+			job = cur
+		}
 	}
 	url := s.cfg.JobURL(owner.Username, job.ID)
-	tasks, err := s.svc.Tasks(app.SystemContext(ctx), job)
-	if err != nil {
-		fmt.Fprintf(out, "No such job found.\n")
-		return 1
-	}
 	names := make([]string, len(tasks))
 	for i, t := range tasks {
 		names[i] = t.Name
 	}
-	r := s.pool.job(id)
 	if fields[0] == "tail" {
 		var until <-chan struct{}
 		if r != nil {
 			until = r.finished
 		}
-		followLogs(ctx, out, s.svc, job.ID, names, until)
+		followLogs(ctx, out, s.srv, job.ID, names, until)
 		return 0
 	}
 	fmt.Fprintf(out, "Connected to build job #%d (%s): %s\n", job.ID, job.Status, url)
@@ -300,7 +300,7 @@ func (s *SSHServer) command(ctx context.Context, ss *sshSession, line string) in
 	select {
 	case <-r.stepsDone:
 	default:
-		followLogs(ctx, out, s.svc, job.ID, names, r.stepsDone)
+		followLogs(ctx, out, s.srv, job.ID, names, r.stepsDone)
 		select {
 		case <-r.stepsDone:
 		default: // the user left while the tasks ran

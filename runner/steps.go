@@ -168,25 +168,24 @@ func (r *jobRun) mintToken() (string, error) {
 		r.logf("No builds.sr.ht grants in oauth; OAUTH2_TOKEN is not set")
 		return "", nil
 	}
-	ttl := time.Until(r.deadline)
-	secret, tok, err := r.svc.CreateToken(r.dbCtx(), r.owner.ID, strings.Join(grants, " "), &ttl, fmt.Sprintf("build job #%d", r.job.ID))
+	secret, revoke, err := r.srv.JobToken(r.dbCtx(), r.cj, strings.Join(grants, " "), time.Until(r.deadline))
 	if err != nil {
-		return "", fmt.Errorf("mint oauth token: %w", err)
+		return "", fmt.Errorf("mint oauth token: %s", app.ErrorMessage(err))
 	}
 	r.mask.Add(secret)
-	r.token = tok
+	r.revoke = revoke
 	r.tokenSecret = secret
 	return secret, nil
 }
 
 // revokeToken deletes the job's token.
 func (r *jobRun) revokeToken() {
-	if r.token == nil {
+	if r.revoke == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(app.SystemContext(context.WithoutCancel(r.ctx)), 10*time.Second)
 	defer cancel()
-	if err := r.svc.RevokeToken(ctx, r.token.ID); err != nil {
+	if err := r.revoke(ctx); err != nil {
 		r.p.log.Error("revoke job token", "job_id", r.job.ID, "err", err)
 	}
 }
@@ -203,7 +202,7 @@ func (r *jobRun) sendSecrets() error {
 	firstKey := true
 	for _, ref := range r.m.Secrets {
 		r.logf("Resolving secret %s", ref)
-		sec, err := r.svc.ResolveSecret(r.dbCtx(), r.owner.ID, ref)
+		sec, err := r.srv.ResolveSecret(r.dbCtx(), r.cj, ref)
 		if err != nil {
 			return fmt.Errorf("secret %s: %s", ref, app.ErrorMessage(err))
 		}
@@ -245,7 +244,7 @@ func (r *jobRun) sendSecrets() error {
 // sendHutConfig writes ~/.config/hut/config (mode 600) so `hut` in the
 // guest talks to this instance with the job's token.
 func (r *jobRun) sendHutConfig() error {
-	if r.token == nil {
+	if r.tokenSecret == "" {
 		return nil
 	}
 	site := r.cfg.Builds.SiteName

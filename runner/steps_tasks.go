@@ -29,7 +29,7 @@ func (r *jobRun) runTasks() error {
 			return fmt.Errorf("task %s is not in the manifest", t.Name)
 		}
 		r.logf("Running task %s", t.Name)
-		if err := r.svc.SetTaskStatus(r.dbCtx(), t, app.TaskRunning); err != nil {
+		if err := r.srv.SetTaskStatus(r.dbCtx(), r.job.ID, t, app.TaskRunning); err != nil {
 			return fmt.Errorf("update task %s: %w", t.Name, err)
 		}
 		complete, err := r.runTask(t)
@@ -40,7 +40,7 @@ func (r *jobRun) runTasks() error {
 		case err != nil:
 			st = app.TaskFailed
 		}
-		if serr := r.svc.SetTaskStatus(context.WithoutCancel(r.dbCtx()), t, st); serr != nil && err == nil {
+		if serr := r.srv.SetTaskStatus(context.WithoutCancel(r.dbCtx()), r.job.ID, t, st); serr != nil && err == nil {
 			err = fmt.Errorf("update task %s: %w", t.Name, serr)
 		}
 		if err != nil {
@@ -48,7 +48,7 @@ func (r *jobRun) runTasks() error {
 		}
 		if complete {
 			r.logf("complete-build was called; skipping the remaining tasks")
-			if err := r.svc.SkipRemainingTasks(r.dbCtx(), r.job.ID); err != nil {
+			if err := r.srv.SkipRemainingTasks(r.dbCtx(), r.job.ID); err != nil {
 				return fmt.Errorf("skip tasks: %w", err)
 			}
 			for _, rest := range r.tasks {
@@ -65,7 +65,7 @@ func (r *jobRun) runTasks() error {
 // runTask runs one task with its output in the task's log. It reports
 // whether the task called complete-build.
 func (r *jobRun) runTask(t *app.Task) (bool, error) {
-	lf, err := r.svc.OpenLog(r.job.ID, t.Name, r.mask)
+	lf, err := r.srv.OpenLog(r.job.ID, t.Name, r.mask)
 	if err != nil {
 		return false, err
 	}
@@ -161,7 +161,7 @@ func (r *jobRun) uploadArtifact(guest string) error {
 	if err := r.cfg.Limits.CheckArtifactSize(guest, size); err != nil {
 		return errors.New(app.ErrorMessage(err))
 	}
-	w, err := r.svc.NewArtifact(r.dbCtx(), r.job.ID, guest)
+	w, err := r.srv.NewArtifact(r.dbCtx(), r.job.ID, guest)
 	if err != nil {
 		return fmt.Errorf("store artifact %s: %s", guest, app.ErrorMessage(err))
 	}
