@@ -201,7 +201,7 @@ func (m *Main) startServices(ctx context.Context) error {
 			return fmt.Errorf("ssh server: %w", err)
 		}
 		m.closers = append(m.closers, sshd.Close)
-		m.Log.Info("ssh server listening", "addr", sshd.Addr().String(), "connect", fmt.Sprintf("ssh -t %s@%s connect <job>", cfg.Runner.SSHUser, cfg.RunnerName()))
+		m.Log.Info("ssh server listening", "addr", sshd.Addr().String(), "connect", cfg.ConnectHint(sshd.Addr().String()))
 	}
 	return nil
 }
@@ -234,9 +234,11 @@ First start: created the administrator account. These are shown only once.
   user:      admin
   password:  %s
   API token: %s
-Use the token with hut (builds { origin %q }) or curl -H "Authorization: Bearer <token>".
+Use the token with curl -H "Authorization: Bearer <token>", or with hut
+in ~/.config/hut/config:
 
-`, pw, token, m.Config.Builds.Origin)
+%s
+`, pw, token, hutConfig("local", m.Config.Builds.Origin, token))
 	return nil
 }
 

@@ -558,4 +558,11 @@ func TestConnectCommand(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", tc.listen, got, tc.want)
 		}
 	}
+	// the server log's hint names the port the SSH server got
+	cfg := app.DefaultConfig()
+	cfg.Builds.Origin = "https://ci.example.org"
+	cfg.Runner.SSHListen = "127.0.0.1:0"
+	if got := cfg.ConnectHint("127.0.0.1:40123"); got != "ssh -t -p 40123 builds@ci.example.org connect <job>" {
+		t.Errorf("ConnectHint = %q", got)
+	}
 }

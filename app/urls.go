@@ -35,7 +35,7 @@ func (c *Config) ArtifactURL(a *Artifact) string {
 // port 22.
 func (c *Config) SSHTarget() string {
 	port := ""
-	if _, p, err := net.SplitHostPort(c.Runner.SSHListen); err == nil && p != "22" && p != "0" && p != "" {
+	if p := c.sshPort(); p != "" {
 		port = "-p " + p + " "
 	}
 	return port + c.Runner.SSHUser + "@" + c.RunnerName()
@@ -45,4 +45,53 @@ func (c *Config) SSHTarget() string {
 // builds' SSH server: `ssh -t [-p PORT] <user>@<runner> connect <id>`.
 func (c *Config) ConnectCommand(jobID int64) string {
 	return fmt.Sprintf("ssh -t %s connect %d", c.SSHTarget(), jobID)
+}
+
+// sshPort returns the port of [runner] ssh-listen when it is one a client
+// must be told (not 22, not 0 and not unset), else "".
+func (c *Config) sshPort() string {
+	if _, p, err := net.SplitHostPort(c.Runner.SSHListen); err == nil && p != "22" && p != "0" && p != "" {
+		return p
+	}
+	return ""
+}
+
+// hutSSHURI reports whether the API hands hut a destination URI for
+// `hut builds ssh`. hut runs exactly `ssh -t <sshUser>@<job.runner>
+// connect <id>`, and OpenSSH reads a destination ssh://user@host:port;
+// so with ssh-listen off port 22 the API gives sshUser as ssh://<user>
+// and this server's runner as <name>:<port>. OpenSSH's URI parser takes
+// no brackets, so a runner named by an IPv6 address (or anything else
+// with a colon) keeps the plain form.
+func (c *Config) hutSSHURI() bool {
+	return c.sshPort() != "" && !strings.Contains(c.RunnerName(), ":")
+}
+
+// APISSHUser returns Settings.sshUser as the API reports it: ssh://<user>
+// when the runner's SSH server is not on port 22 (see hutSSHURI), else
+// [runner] ssh-user.
+func (c *Config) APISSHUser() string {
+	if c.hutSSHURI() {
+		return "ssh://" + c.Runner.SSHUser
+	}
+	return c.Runner.SSHUser
+}
+
+// APIRunner returns Job.runner as the API reports it: a job this server
+// ran is <runner>:<port> when its SSH server is not on port 22 (see
+// hutSSHURI); other runners' names are as stored.
+func (c *Config) APIRunner(runner string) string {
+	if runner == c.RunnerName() && c.hutSSHURI() {
+		return runner + ":" + c.sshPort()
+	}
+	return runner
+}
+
+// ConnectHint returns the connect command for the server log, with
+// <job> for the id, for builds' SSH server listening on addr (the
+// address it got, so that a configured port 0 shows the real one).
+func (c *Config) ConnectHint(addr string) string {
+	cp := *c
+	cp.Runner.SSHListen = addr
+	return fmt.Sprintf("ssh -t %s connect <job>", cp.SSHTarget())
 }

@@ -165,7 +165,7 @@ func TestAccessAnonymous(t *testing.T) {
 	alice, _ := e.user("alice")
 	job := e.submit(alice, app.Public)
 	d := e.mustQuery("", "{ version { major minor patch deprecationDate settings { sshUser buildTimeout } } }", nil)
-	if get(d, "version", "settings", "sshUser") != "builds" {
+	if get(d, "version", "settings", "sshUser") != "ssh://builds" {
 		t.Errorf("version = %v", d)
 	}
 	e.mustQuery("", "{ __schema { queryType { name } } __typename }", nil)

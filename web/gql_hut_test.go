@@ -109,7 +109,7 @@ func TestHutSession(t *testing.T) {
 		t.Errorf("failed task log: %d %q %q", status, h.Get("Content-Range"), body)
 	}
 	d = e.mustQuery(tok, hutSSHInfo, map[string]any{"id": id})
-	if fmt.Sprint(d) != fmt.Sprintf("map[job:map[id:%d runner:runner.example.org] version:map[settings:map[sshUser:builds]]]", id) {
+	if fmt.Sprint(d) != fmt.Sprintf("map[job:map[id:%d runner:runner.example.org] version:map[settings:map[sshUser:ssh://builds]]]", id) {
 		t.Errorf("getSSHInfo = %v", d)
 	}
 	e.artifact(job, "/home/build/out/app.tar.gz", "12345")

@@ -197,7 +197,12 @@ func (g *schemaBuilder) jobTypes() {
 				"image": {Type: nn(graphql.String), Description: "Name of the build image",
 					Resolve: func(p graphql.ResolveParams) (any, error) { return jobOf(p).Image, nil }},
 				"runner": {Type: graphql.String, Description: "Name of the build runner which picked up this job, or null if the job is pending or queued.",
-					Resolve: func(p graphql.ResolveParams) (any, error) { return derefString(jobOf(p).Runner), nil }},
+					Resolve: func(p graphql.ResolveParams) (any, error) {
+						if r := jobOf(p).Runner; r != nil {
+							return g.srv.config().APIRunner(*r), nil
+						}
+						return nil, nil
+					}},
 				"owner": {Type: nn(g.entity), Resolve: g.access(app.ScopeProfile, app.RO, func(p graphql.ResolveParams) (any, error) {
 					return g.userByID(p.Context, jobOf(p).OwnerID)
 				})},

@@ -36,7 +36,7 @@ func TestWorkerMutations(t *testing.T) {
 	run := func(q string, vars map[string]any) map[string]any { t.Helper(); return we.mustQuery("", q, vars) }
 
 	d := run("mutation claim($jobId: Int!) { claim(jobId: $jobId) { id status runner tasks { id name status } } }", map[string]any{"jobId": job.ID})
-	if get(d, "claim", "status") != "RUNNING" || get(d, "claim", "runner") != e.cfg.RunnerName() {
+	if get(d, "claim", "status") != "RUNNING" || get(d, "claim", "runner") != e.cfg.APIRunner(e.cfg.RunnerName()) {
 		t.Errorf("claim = %v", d)
 	}
 	taskID := get(d, "claim", "tasks", 0, "id")

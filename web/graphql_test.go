@@ -196,7 +196,7 @@ func TestQueryDocumentFeatures(t *testing.T) {
 	vars := map[string]any{"id": job.ID}
 	t.Run("TwoRootFields", func(t *testing.T) {
 		d := e.mustQuery(tok, "query q($id: Int!) { job(id: $id) { id runner } version { settings { sshUser buildTimeout } } }", vars)
-		if get(d, "job", "id") != float64(job.ID) || get(d, "version", "settings", "sshUser") != "builds" ||
+		if get(d, "job", "id") != float64(job.ID) || get(d, "version", "settings", "sshUser") != "ssh://builds" ||
 			get(d, "version", "settings", "buildTimeout") != "45m" {
 			t.Errorf("data = %v", d)
 		}
