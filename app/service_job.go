@@ -204,8 +204,9 @@ func (s *Service) SetVisibility(ctx context.Context, id int64, v Visibility) (*J
 }
 
 // TasksForJobs loads the tasks of several jobs in one query, keyed by job
-// id. Jobs the caller may not see are left out.
-func (s *Service) TasksForJobs(ctx context.Context, jobs []*Job) (map[int64][]*Task, error) {
+// id. Jobs the caller may not see are left out. With fields, only those
+// fields of each task (and its JobID) are read.
+func (s *Service) TasksForJobs(ctx context.Context, jobs []*Job, fields *TaskFields) (map[int64][]*Task, error) {
 	ids := make([]int64, 0, len(jobs))
 	for _, j := range jobs {
 		if CanView(ctx, j) {
@@ -215,7 +216,7 @@ func (s *Service) TasksForJobs(ctx context.Context, jobs []*Job) (map[int64][]*T
 	if len(ids) == 0 {
 		return map[int64][]*Task{}, nil
 	}
-	m, err := s.Store.FindTasksForJobs(ctx, ids)
+	m, err := s.Store.FindTasksForJobs(ctx, ids, fields)
 	if err != nil {
 		return nil, fmt.Errorf("find tasks: %w", err)
 	}

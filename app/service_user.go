@@ -179,7 +179,7 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (*Auth, error
 	if secret == "" || len(secret) > 256 {
 		return nil, bad
 	}
-	t, err := s.Store.FindTokenByHash(ctx, HashToken(secret))
+	t, u, err := s.Store.FindTokenByHash(ctx, HashToken(secret))
 	if ErrorCode(err) == ENOTFOUND {
 		return nil, bad
 	} else if err != nil {
@@ -191,10 +191,6 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (*Auth, error
 	g, err := ParseGrants(t.Grants)
 	if err != nil {
 		return nil, fmt.Errorf("stored grants of token %d: %w", t.ID, err)
-	}
-	u, err := s.Store.FindUserByID(ctx, t.UserID)
-	if err != nil {
-		return nil, fmt.Errorf("find token user: %w", err)
 	}
 	// Record use at most once a minute: a write per API request would
 	// serialize every reader behind SQLite's write lock.

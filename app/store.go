@@ -25,7 +25,50 @@ type JobFilter struct {
 	BeforeID   *int64  // keyset paging: id <= BeforeID
 	Search     []SearchTerm
 	Limit      int // 0 = no limit
+	// Fields, if set, names the fields to read besides ID, OwnerID and
+	// Visibility, which are always read (paging and access checks); the
+	// others are left zero. A list page reads a few fields of many jobs.
+	Fields *JobFields
 }
+
+// JobFields is a set of Job fields, for reads of part of a job.
+type JobFields uint32
+
+// The fields of a Job a partial read may leave out.
+const (
+	JobFieldCreated JobFields = 1 << iota
+	JobFieldUpdated
+	JobFieldGroupID
+	JobFieldManifest
+	JobFieldNote
+	JobFieldTags
+	JobFieldImage
+	JobFieldRunner
+	JobFieldStatus
+	JobFieldSecrets
+	JobFieldStarted
+	JobFieldFinished
+	JobFieldDeadline
+	JobFieldReason
+
+	AllJobFields = JobFieldReason<<1 - 1
+)
+
+// TaskFields is a set of Task fields, for reads of part of a task. JobID
+// is always read.
+type TaskFields uint32
+
+// The fields of a Task a partial read may leave out.
+const (
+	TaskFieldID TaskFields = 1 << iota
+	TaskFieldCreated
+	TaskFieldUpdated
+	TaskFieldSeq
+	TaskFieldName
+	TaskFieldStatus
+
+	AllTaskFields = TaskFieldStatus<<1 - 1
+)
 
 // JobUpdate is a partial update of a job; nil fields are left alone.
 type JobUpdate struct {
@@ -73,7 +116,9 @@ type Store interface {
 	FindUserBySSHFingerprint(ctx context.Context, fingerprint string) (*User, error)
 	DeleteSSHKey(ctx context.Context, userID, keyID int64) error
 	CreateToken(ctx context.Context, t *Token) error
-	FindTokenByHash(ctx context.Context, hash string) (*Token, error)
+	// FindTokenByHash returns the token whose hash is hash and its user,
+	// in one read.
+	FindTokenByHash(ctx context.Context, hash string) (*Token, *User, error)
 	FindTokenByID(ctx context.Context, id int64) (*Token, error)
 	FindTokens(ctx context.Context, userID int64) ([]*Token, error)
 	TouchToken(ctx context.Context, id int64) error // sets LastUsed to now
@@ -96,8 +141,9 @@ type Store interface {
 	// one of from. ENOTFOUND if there is none.
 	ClaimJob(ctx context.Context, from []JobStatus, upd JobUpdate) (*Job, error)
 	FindTasks(ctx context.Context, jobID int64) ([]*Task, error)
-	// FindTasksForJobs returns tasks of several jobs keyed by job id.
-	FindTasksForJobs(ctx context.Context, jobIDs []int64) (map[int64][]*Task, error)
+	// FindTasksForJobs returns tasks of several jobs keyed by job id, in
+	// manifest order. With fields, only those and JobID are read.
+	FindTasksForJobs(ctx context.Context, jobIDs []int64, fields *TaskFields) (map[int64][]*Task, error)
 	UpdateTaskStatus(ctx context.Context, taskID int64, status TaskStatus) (*Task, error)
 	// SkipPendingTasks marks every pending task of a job skipped.
 	SkipPendingTasks(ctx context.Context, jobID int64) error

@@ -72,7 +72,7 @@ type groupPayload struct {
 func (d *Dispatcher) newGroupPayload(ctx context.Context, g *app.JobGroup, status app.JobStatus, jobs []*app.Job, owner *app.User) groupPayload {
 	p := groupPayload{ID: g.ID, Status: string(status), Note: g.Note, Jobs: []jobPayload{},
 		Owner: ownerPayload{CanonicalName: owner.CanonicalName(), Name: owner.Username}}
-	tasks, err := d.svc.TasksForJobs(ctx, jobs)
+	tasks, err := d.svc.TasksForJobs(ctx, jobs, nil)
 	if err != nil {
 		d.log.Error("notify: find group tasks", "group_id", g.ID, "err", err)
 	}

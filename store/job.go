@@ -27,6 +27,54 @@ func jobDest(j *app.Job) []any {
 		nullTimeCol{&j.Deadline}, &j.Reason}
 }
 
+// jobFieldColumns are the columns of the fields a partial read
+// (JobFilter.Fields) may leave out, in jobColumns order, with their scan
+// destinations.
+var jobFieldColumns = []struct {
+	field app.JobFields
+	col   string
+	dest  func(*app.Job) any
+}{
+	{app.JobFieldCreated, "created", func(j *app.Job) any { return timeCol{&j.Created} }},
+	{app.JobFieldUpdated, "updated", func(j *app.Job) any { return timeCol{&j.Updated} }},
+	{app.JobFieldGroupID, "group_id", func(j *app.Job) any { return nullCol[int64]{&j.GroupID} }},
+	{app.JobFieldManifest, "manifest", func(j *app.Job) any { return &j.Manifest }},
+	{app.JobFieldNote, "note", func(j *app.Job) any { return nullCol[string]{&j.Note} }},
+	{app.JobFieldTags, "tags", func(j *app.Job) any { return &j.Tags }},
+	{app.JobFieldImage, "image", func(j *app.Job) any { return &j.Image }},
+	{app.JobFieldRunner, "runner", func(j *app.Job) any { return nullCol[string]{&j.Runner} }},
+	{app.JobFieldStatus, "status", func(j *app.Job) any { return &j.Status }},
+	{app.JobFieldSecrets, "secrets", func(j *app.Job) any { return &j.Secrets }},
+	{app.JobFieldStarted, "started", func(j *app.Job) any { return nullTimeCol{&j.Started} }},
+	{app.JobFieldFinished, "finished", func(j *app.Job) any { return nullTimeCol{&j.Finished} }},
+	{app.JobFieldDeadline, "deadline", func(j *app.Job) any { return nullTimeCol{&j.Deadline} }},
+	{app.JobFieldReason, "reason", func(j *app.Job) any { return &j.Reason }},
+}
+
+// jobSelect returns the columns to read for fields (nil: all of them) and
+// the function that gives their scan destinations in a Job.
+func jobSelect(fields *app.JobFields) (string, func(*app.Job) []any) {
+	if fields == nil {
+		return jobColumns, jobDest
+	}
+	cols := []string{"id", "owner_id", "visibility"}
+	var dests []func(*app.Job) any
+	for _, c := range jobFieldColumns {
+		if *fields&c.field != 0 {
+			cols = append(cols, c.col)
+			dests = append(dests, c.dest)
+		}
+	}
+	return strings.Join(cols, ", "), func(j *app.Job) []any {
+		d := make([]any, 0, 3+len(dests))
+		d = append(d, &j.ID, &j.OwnerID, &j.Visibility)
+		for _, f := range dests {
+			d = append(d, f(j))
+		}
+		return d
+	}
+}
+
 // CreateJob inserts job and one pending task per name, in manifest order,
 // setting the IDs and times on job and returning the tasks.
 func (db *DB) CreateJob(ctx context.Context, job *app.Job, taskNames []string) ([]*app.Task, error) {
@@ -81,26 +129,23 @@ func findJobByID(ctx context.Context, t *tx, id int64) (*app.Job, error) {
 	return j, formatError(err, "job")
 }
 
-// FindJobs returns the jobs matching f, newest first.
+// FindJobs returns the jobs matching f, newest first. It is one
+// statement, run without a transaction (see the package doc).
 func (db *DB) FindJobs(ctx context.Context, f app.JobFilter) ([]*app.Job, error) {
-	t, err := db.begin(ctx, false)
+	jobs, err := findJobs(ctx, db.autocommit(), f)
 	if err != nil {
 		return nil, fmt.Errorf("find jobs: %w", err)
 	}
-	defer t.Rollback()
-	jobs, err := findJobs(ctx, t, f)
-	if err != nil {
-		return nil, fmt.Errorf("find jobs: %w", err)
-	}
-	return jobs, t.commit("find jobs")
+	return jobs, nil
 }
 
-func findJobs(ctx context.Context, t *tx, f app.JobFilter) ([]*app.Job, error) {
+func findJobs(ctx context.Context, q querier, f app.JobFilter) ([]*app.Job, error) {
 	where, args, err := jobWhere(f)
 	if err != nil {
 		return nil, err
 	}
-	query := `SELECT ` + jobColumns + ` FROM jobs`
+	cols, dest := jobSelect(f.Fields)
+	query := `SELECT ` + cols + ` FROM jobs`
 	if len(where) > 0 {
 		query += ` WHERE ` + strings.Join(where, " AND ")
 	}
@@ -109,7 +154,7 @@ func findJobs(ctx context.Context, t *tx, f app.JobFilter) ([]*app.Job, error) {
 		query += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	jobs, err := queryBlock(ctx, t, jobDest, min(f.Limit, app.PageSize+1), query, args...)
+	jobs, err := queryBlock(ctx, q, dest, min(f.Limit, app.PageSize+1), query, args...)
 	return jobs, formatError(err, "job")
 }
 

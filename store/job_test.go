@@ -454,7 +454,7 @@ func TestTasks(t *testing.T) {
 	j3 := MustCreateJob(t, db, alice.ID, app.JobPending)
 
 	t.Run("FindTasksForJobs", func(t *testing.T) {
-		m, err := db.FindTasksForJobs(ctx, []int64{j1.ID, j2.ID, 999})
+		m, err := db.FindTasksForJobs(ctx, []int64{j1.ID, j2.ID, 999}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

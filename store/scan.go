@@ -101,10 +101,10 @@ func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
-// queryList runs query in t and scans every row with scan. It returns an
+// queryList runs query in q and scans every row with scan. It returns an
 // empty, non-nil slice when there are no rows.
-func queryList[T any](ctx context.Context, t *tx, scan func(rowScanner) (*T, error), query string, args ...any) ([]*T, error) {
-	rows, err := t.QueryContext(ctx, query, args...)
+func queryList[T any](ctx context.Context, q querier, scan func(rowScanner) (*T, error), query string, args ...any) ([]*T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +129,8 @@ func queryList[T any](ctx context.Context, t *tx, scan func(rowScanner) (*T, err
 // destinations of one row, built once and reused for every row. sizeHint
 // is the number of rows expected (0 if unknown). The rows share the
 // block's memory for as long as any of them is kept.
-func queryBlock[T any](ctx context.Context, t *tx, bind func(*T) []any, sizeHint int, query string, args ...any) ([]*T, error) {
-	rows, err := t.QueryContext(ctx, query, args...)
+func queryBlock[T any](ctx context.Context, q querier, bind func(*T) []any, sizeHint int, query string, args ...any) ([]*T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

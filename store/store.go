@@ -2,7 +2,19 @@
 //
 // Every exported method runs in exactly one transaction: it begins it,
 // defers a rollback, calls unexported helpers that take (ctx, tx) and
-// commits. Times are stored as INTEGER unix seconds (UTC).
+// commits. A read-only method made of a single statement may instead run
+// that statement without BEGIN and COMMIT (db.autocommit, stmt.go): SQLite
+// runs a statement outside a transaction in one of its own, so a lone
+// SELECT reads one consistent snapshot (under WAL, the one its first step
+// takes, kept until its rows are closed) just as it would inside BEGIN
+// and COMMIT, which would only add two statements and database/sql's
+// goroutine per transaction. The token lookup of every API request and
+// the reads of a page of jobs and their tasks do this; a method with a
+// second statement, even a read, begins a transaction. (PostgreSQL gives
+// a lone statement the same guarantee.)
+//
+// Queries go through a cache of prepared statements (stmt.go). Times are
+// stored as INTEGER unix seconds (UTC).
 package store
 
 import (
@@ -30,7 +42,8 @@ var _ app.Store = (*DB)(nil)
 
 // DB is the SQLite database behind app.Store.
 type DB struct {
-	db *sql.DB
+	db    *sql.DB
+	stmts *stmtCache
 
 	// Now returns the current time. Tests replace it to fix time; every
 	// transaction reads it once (see tx.now).
@@ -60,7 +73,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	// Opening a connection runs the DSN pragmas; keep a few idle ones so
 	// concurrent readers do not pay that on every request.
 	sdb.SetMaxIdleConns(4)
-	db := &DB{db: sdb, Now: time.Now}
+	db := &DB{db: sdb, stmts: &stmtCache{db: sdb, m: map[string]*sql.Stmt{}}, Now: time.Now}
 	if err := sdb.PingContext(ctx); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
@@ -123,6 +136,7 @@ func dsn(abs string) string {
 
 // Close closes the database.
 func (db *DB) Close() error {
+	db.stmts.close()
 	if err := db.db.Close(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
@@ -132,7 +146,8 @@ func (db *DB) Close() error {
 // tx is a transaction with the one timestamp used for every row it writes.
 type tx struct {
 	*sql.Tx
-	now time.Time
+	now   time.Time
+	stmts *stmtCache // QueryContext and QueryRowContext go through it (stmt.go)
 }
 
 // begin starts a transaction. Read-only transactions use a deferred BEGIN
@@ -143,7 +158,7 @@ func (db *DB) begin(ctx context.Context, write bool) (*tx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin transaction: %w", err)
 	}
-	return &tx{Tx: t, now: db.Now().UTC().Truncate(time.Second)}, nil
+	return &tx{Tx: t, now: db.Now().UTC().Truncate(time.Second), stmts: db.stmts}, nil
 }
 
 // commit commits t, naming the operation in the error.

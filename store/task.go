@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"builds/app"
 )
@@ -21,6 +22,45 @@ func scanTask(r rowScanner) (*app.Task, error) {
 // taskDest returns the scan destinations of taskColumns in k.
 func taskDest(k *app.Task) []any {
 	return []any{&k.ID, timeCol{&k.Created}, timeCol{&k.Updated}, &k.JobID, &k.Seq, &k.Name, &k.Status}
+}
+
+// taskFieldColumns are the columns of the fields a partial read may
+// leave out, in taskColumns order, with their scan destinations.
+var taskFieldColumns = []struct {
+	field app.TaskFields
+	col   string
+	dest  func(*app.Task) any
+}{
+	{app.TaskFieldID, "id", func(k *app.Task) any { return &k.ID }},
+	{app.TaskFieldCreated, "created", func(k *app.Task) any { return timeCol{&k.Created} }},
+	{app.TaskFieldUpdated, "updated", func(k *app.Task) any { return timeCol{&k.Updated} }},
+	{app.TaskFieldSeq, "seq", func(k *app.Task) any { return &k.Seq }},
+	{app.TaskFieldName, "name", func(k *app.Task) any { return &k.Name }},
+	{app.TaskFieldStatus, "status", func(k *app.Task) any { return &k.Status }},
+}
+
+// taskSelect returns the columns to read for fields (nil: all of them) and
+// the function that gives their scan destinations in a Task.
+func taskSelect(fields *app.TaskFields) (string, func(*app.Task) []any) {
+	if fields == nil {
+		return taskColumns, taskDest
+	}
+	cols := []string{"job_id"}
+	var dests []func(*app.Task) any
+	for _, c := range taskFieldColumns {
+		if *fields&c.field != 0 {
+			cols = append(cols, c.col)
+			dests = append(dests, c.dest)
+		}
+	}
+	return strings.Join(cols, ", "), func(k *app.Task) []any {
+		d := make([]any, 0, 1+len(dests))
+		d = append(d, &k.JobID)
+		for _, f := range dests {
+			d = append(d, f(k))
+		}
+		return d
+	}
 }
 
 // createTasks inserts one pending task per name for job jobID.
@@ -57,10 +97,19 @@ func (db *DB) FindTasks(ctx context.Context, jobID int64) ([]*app.Task, error) {
 const maxBatch = 500
 
 // FindTasksForJobs returns the tasks of several jobs, keyed by job id and in
-// manifest order. Jobs without tasks have no entry.
-func (db *DB) FindTasksForJobs(ctx context.Context, jobIDs []int64) (map[int64][]*app.Task, error) {
-	out := make(map[int64][]*app.Task, len(jobIDs))
-	if len(jobIDs) == 0 {
+// manifest order. Jobs without tasks have no entry. With fields, only
+// those fields and JobID are read. Up to maxBatch jobs (a page) are one
+// statement, run without a transaction (see the package doc); more are
+// read in batches in one transaction.
+func (db *DB) FindTasksForJobs(ctx context.Context, jobIDs []int64, fields *app.TaskFields) (map[int64][]*app.Task, error) {
+	ids := slices.Clone(jobIDs)
+	slices.Sort(ids)
+	ids = slices.Compact(ids) // a job in two batches would get its tasks twice
+	if len(ids) <= maxBatch {
+		out, err := findTasksForJobs(ctx, db.autocommit(), ids, fields)
+		if err != nil {
+			return nil, fmt.Errorf("find tasks of %d jobs: %w", len(ids), err)
+		}
 		return out, nil
 	}
 	t, err := db.begin(ctx, false)
@@ -68,15 +117,24 @@ func (db *DB) FindTasksForJobs(ctx context.Context, jobIDs []int64) (map[int64][
 		return nil, fmt.Errorf("find tasks: %w", err)
 	}
 	defer t.Rollback()
-	ids := slices.Clone(jobIDs)
-	slices.Sort(ids)
-	ids = slices.Compact(ids) // a job in two batches would get its tasks twice
+	out, err := findTasksForJobs(ctx, t, ids, fields)
+	if err != nil {
+		return nil, fmt.Errorf("find tasks of %d jobs: %w", len(ids), err)
+	}
+	return out, t.commit("find tasks")
+}
+
+// findTasksForJobs reads the tasks of the jobs ids, sorted and without
+// duplicates, maxBatch jobs per statement.
+func findTasksForJobs(ctx context.Context, q querier, ids []int64, fields *app.TaskFields) (map[int64][]*app.Task, error) {
+	out := make(map[int64][]*app.Task, len(ids))
+	cols, dest := taskSelect(fields)
 	for start := 0; start < len(ids); start += maxBatch {
 		batch := ids[start:min(start+maxBatch, len(ids))]
-		tasks, err := queryBlock(ctx, t, taskDest, 2*len(batch), `SELECT `+taskColumns+` FROM tasks
+		tasks, err := queryBlock(ctx, q, dest, 2*len(batch), `SELECT `+cols+` FROM tasks
 			WHERE job_id IN (`+placeholders(len(batch))+`) ORDER BY job_id, seq`, anySlice(batch)...)
 		if err != nil {
-			return nil, fmt.Errorf("find tasks of %d jobs: %w", len(jobIDs), formatError(err, "task"))
+			return nil, formatError(err, "task")
 		}
 		// A job's tasks are one run of the list: each job gets its run,
 		// capped so that appending to one cannot overwrite the next.
@@ -89,7 +147,7 @@ func (db *DB) FindTasksForJobs(ctx context.Context, jobIDs []int64) (map[int64][
 			i = j
 		}
 	}
-	return out, t.commit("find tasks")
+	return out, nil
 }
 
 // UpdateTaskStatus sets the task's status and returns it.

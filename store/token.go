@@ -11,12 +11,16 @@ const tokenColumns = `id, user_id, created, expires, last_used, hash, grants, co
 
 func scanToken(r rowScanner) (*app.Token, error) {
 	var k app.Token
-	err := r.Scan(&k.ID, &k.UserID, timeCol{&k.Created}, nullTimeCol{&k.Expires}, nullTimeCol{&k.LastUsed},
-		&k.Hash, &k.Grants, &k.Comment)
-	if err != nil {
+	if err := r.Scan(tokenDest(&k)...); err != nil {
 		return nil, err
 	}
 	return &k, nil
+}
+
+// tokenDest returns the scan destinations of tokenColumns in k.
+func tokenDest(k *app.Token) []any {
+	return []any{&k.ID, &k.UserID, timeCol{&k.Created}, nullTimeCol{&k.Expires}, nullTimeCol{&k.LastUsed},
+		&k.Hash, &k.Grants, &k.Comment}
 }
 
 // CreateToken inserts k, setting its ID and Created.
@@ -36,9 +40,20 @@ func (db *DB) CreateToken(ctx context.Context, k *app.Token) error {
 	return t.commit("create token")
 }
 
-// FindTokenByHash returns the token whose hash is hash.
-func (db *DB) FindTokenByHash(ctx context.Context, hash string) (*app.Token, error) {
-	return db.findToken(ctx, "hash", hash)
+// FindTokenByHash returns the token whose hash is hash and its user. It
+// authenticates every API request, so it is one statement, run without a
+// transaction (see the package doc).
+func (db *DB) FindTokenByHash(ctx context.Context, hash string) (*app.Token, *app.User, error) {
+	var (
+		k app.Token
+		u app.User
+	)
+	err := db.autocommit().QueryRowContext(ctx, `SELECT `+prefixColumns("t", tokenColumns)+`, `+prefixColumns("u", userColumns)+`
+		FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?`, hash).Scan(append(tokenDest(&k), userDest(&u)...)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find token by hash: %w", formatError(err, "token"))
+	}
+	return &k, &u, nil
 }
 
 // FindTokenByID returns the token with the given id.

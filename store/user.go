@@ -12,12 +12,16 @@ const userColumns = `id, created, updated, username, email, url, location, bio, 
 
 func scanUser(r rowScanner) (*app.User, error) {
 	var u app.User
-	err := r.Scan(&u.ID, timeCol{&u.Created}, timeCol{&u.Updated}, &u.Username, &u.Email,
-		&u.URL, &u.Location, &u.Bio, &u.Admin, &u.PasswordHash)
-	if err != nil {
+	if err := r.Scan(userDest(&u)...); err != nil {
 		return nil, err
 	}
 	return &u, nil
+}
+
+// userDest returns the scan destinations of userColumns in u.
+func userDest(u *app.User) []any {
+	return []any{&u.ID, timeCol{&u.Created}, timeCol{&u.Updated}, &u.Username, &u.Email,
+		&u.URL, &u.Location, &u.Bio, &u.Admin, &u.PasswordHash}
 }
 
 // CreateUser inserts u, setting its ID, Created and Updated.

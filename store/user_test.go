@@ -246,11 +246,13 @@ func TestTokens(t *testing.T) {
 		if err := db.CreateToken(ctx, k); err != nil {
 			t.Fatal(err)
 		}
-		got, err := db.FindTokenByHash(ctx, "abc123")
+		got, u, err := db.FindTokenByHash(ctx, "abc123")
 		if err != nil {
 			t.Fatal(err)
 		} else if !reflect.DeepEqual(got, k) {
 			t.Fatalf("got %+v, want %+v", got, k)
+		} else if !reflect.DeepEqual(u, alice) {
+			t.Fatalf("token user %+v, want %+v", u, alice)
 		}
 		if got, err := db.FindTokenByID(ctx, k.ID); err != nil || got.Hash != "abc123" {
 			t.Fatalf("FindTokenByID = %+v, %v", got, err)
@@ -273,7 +275,7 @@ func TestTokens(t *testing.T) {
 		wantCode(t, err, app.ECONFLICT)
 	})
 	t.Run("ErrNotFound", func(t *testing.T) {
-		_, err := db.FindTokenByHash(ctx, "nope")
+		_, _, err := db.FindTokenByHash(ctx, "nope")
 		wantCode(t, err, app.ENOTFOUND)
 		wantMessage(t, err, "no such token")
 		wantCode(t, db.TouchToken(ctx, 999), app.ENOTFOUND)

@@ -22,10 +22,11 @@ type gqlJob struct {
 }
 
 type gqlJobBatch struct {
-	once  sync.Once
-	jobs  []*app.Job
-	tasks map[int64][]*app.Task
-	err   error
+	once   sync.Once
+	jobs   []*app.Job
+	fields *app.TaskFields // the task fields to read; nil: all
+	tasks  map[int64][]*app.Task
+	err    error
 }
 
 type gqlTask struct {
@@ -44,8 +45,10 @@ type gqlJobPage struct {
 	cursor string
 }
 
-func gqlJobs(jobs []*app.Job) []*gqlJob {
-	b := &gqlJobBatch{jobs: jobs}
+// gqlJobs wraps jobs listed together; taskFields are the task fields to
+// read (nil: all).
+func gqlJobs(jobs []*app.Job, taskFields *app.TaskFields) []*gqlJob {
+	b := &gqlJobBatch{jobs: jobs, fields: taskFields}
 	nodes := make([]*gqlJob, len(jobs))
 	block := make([]gqlJob, len(jobs)) // one allocation for the page
 	for i, j := range jobs {
@@ -71,7 +74,7 @@ func (g *schemaBuilder) tasksOf(ctx context.Context, n *gqlJob) ([]*app.Task, er
 		return g.srv.Service.Tasks(ctx, n.job)
 	}
 	n.batch.once.Do(func() {
-		n.batch.tasks, n.batch.err = g.srv.Service.TasksForJobs(ctx, n.batch.jobs)
+		n.batch.tasks, n.batch.err = g.srv.Service.TasksForJobs(ctx, n.batch.jobs, n.batch.fields)
 	})
 	if n.batch.err != nil {
 		return nil, n.batch.err
@@ -152,7 +155,7 @@ func (g *schemaBuilder) jobTypes() {
 					if err != nil {
 						return nil, err
 					}
-					return gqlJobs(jobs), nil
+					return gqlJobs(jobs, nil), nil
 				})},
 				"triggers": {Type: nn(listNN(g.trigger)), Resolve: g.wrap(func(p graphql.ResolveParams) (any, error) {
 					return g.srv.Service.GroupTriggers(p.Context, grp(p))
@@ -265,12 +268,15 @@ func cursorDescription(what string) string {
 		"to retrieve another page. If the cursor is null, there are no remaining results to return."
 }
 
+// userJobs is a page of owner's jobs, with only the fields the query
+// selects read (gql_fields.go).
 func (g *schemaBuilder) userJobs(p graphql.ResolveParams, ownerID int64) (any, error) {
-	list, err := g.srv.Service.UserJobs(p.Context, ownerID, argCursor(p), app.JobFilter{})
+	jobFields, taskFields := pageFields(p.Info)
+	list, err := g.srv.Service.UserJobs(p.Context, ownerID, argCursor(p), app.JobFilter{Fields: &jobFields})
 	if err != nil {
 		return nil, err
 	}
-	return &gqlJobPage{nodes: gqlJobs(list.Jobs), cursor: list.Cursor}, nil
+	return &gqlJobPage{nodes: gqlJobs(list.Jobs, &taskFields), cursor: list.Cursor}, nil
 }
 
 // jobQueries are Query.jobs and Query.job.
