@@ -65,6 +65,7 @@ type Main struct {
 	Service    *app.Service
 	Web        *web.Server
 	closers    []func() error // run in reverse order by Close
+	ops        opsState       // root check, metrics, pruner, drain (ops.go)
 }
 
 // NewMain returns a Main writing to the given streams.
@@ -126,12 +127,22 @@ func (m *Main) withService(ctx context.Context, args []string, fn func(*app.Serv
 
 // cmdServe runs the service until ctx is cancelled (SIGINT/SIGTERM).
 func (m *Main) cmdServe(ctx context.Context, args []string) error {
-	pos, err := parseFlags(m.flagSet("serve"), args, false)
+	fs := m.flagSet("serve")
+	fs.BoolVar(&m.ops.allowRoot, "allow-root", false, "run as root")
+	pos, err := parseFlags(fs, args, false)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usagef("serve takes no arguments")
+	}
+	if m.Config == nil {
+		if err := m.loadConfig(); err != nil {
+			return err
+		}
+	}
+	if err := m.checkRoot(); err != nil {
+		return err
 	}
 	if err := m.open(ctx); err != nil {
 		return err
@@ -140,15 +151,20 @@ func (m *Main) cmdServe(ctx context.Context, args []string) error {
 	if err := m.bootstrapAdmin(ctx); err != nil {
 		return err
 	}
+	if err := m.startOps(ctx); err != nil {
+		return err
+	}
 	if err := m.startServices(ctx); err != nil {
 		return err
 	}
+	m.Web.Metrics = m.metricsOnWeb()
 	if err := m.Web.Open(); err != nil {
 		return err
 	}
 	m.closers = append(m.closers, m.Web.Close)
 	m.Log.Info("builds is running", "version", version, "url", m.Config.Builds.Origin, "listen", m.Web.URL(), "data_dir", m.Config.Builds.DataDir, "config", configName(m.Config))
 	<-ctx.Done()
+	m.drain()
 	m.Log.Info("shutting down")
 	return m.Close()
 }
@@ -185,6 +201,10 @@ func (m *Main) startServices(ctx context.Context) error {
 	}
 	srv := runner.LocalServer(m.Service)
 	pool := runner.NewPool(srv, cfg, booter, m.Log)
+	m.ops.pool = pool
+	if m.Service != nil {
+		booter.Metrics = m.Service.Metrics
+	}
 	if err := pool.Start(ctx); err != nil {
 		return err
 	}

@@ -42,7 +42,9 @@ func testConfig(t *testing.T, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "builds.ini")
-	text := fmt.Sprintf("[builds]\ndata-dir = %s\n[runner]\nslots = 0\nssh-listen =\n%s", filepath.Join(dir, "data"), extra)
+	// allow-root: the tests (and CI) run as root; TestServeRefusesRoot
+	// tests the refusal.
+	text := fmt.Sprintf("[builds]\ndata-dir = %s\nallow-root = true\n[runner]\nslots = 0\nssh-listen =\n%s", filepath.Join(dir, "data"), extra)
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +184,7 @@ func TestConfigCommands(t *testing.T) {
 	}
 	badKey := testConfig(t, "colour = blue\n")
 	_, _, err = run(t, badKey, "", "config", "dump")
-	if err == nil || !strings.Contains(err.Error(), "runner.colour") || !strings.Contains(err.Error(), ":6:") {
+	if err == nil || !strings.Contains(err.Error(), "runner.colour") || !strings.Contains(err.Error(), ":7:") {
 		t.Fatalf("unknown key: %v", err)
 	}
 	badVal := testConfig(t, "slots = two\n")

@@ -114,6 +114,7 @@ func (w *ArtifactWriter) Commit(ctx context.Context) (*Artifact, error) {
 		w.remove()
 		return nil, err
 	}
+	w.svc.Metrics.ArtifactBytes(w.a.Size)
 	return w.a, nil
 }
 

@@ -20,13 +20,15 @@ import (
 // Config is the whole configuration of a builds instance, read from one ini
 // file (builds.ini) over the built-in defaults.
 type Config struct {
-	Builds   BuildsConfig
-	Runner   RunnerConfig
-	Images   ImagesConfig
-	Limits   LimitsConfig
-	Mail     MailConfig
-	Webhooks WebhooksConfig
-	Path     string // file it was read from, "" for embedded defaults
+	Builds    BuildsConfig
+	Runner    RunnerConfig
+	Images    ImagesConfig
+	Limits    LimitsConfig
+	Mail      MailConfig
+	Webhooks  WebhooksConfig
+	Retention RetentionConfig
+	Metrics   MetricsConfig
+	Path      string // file it was read from, "" for embedded defaults
 
 	jobTimeoutText string // job-timeout as the operator wrote it
 }
@@ -40,6 +42,7 @@ type BuildsConfig struct {
 	LogLevel  string // debug|info|warn|error
 	LogFormat string // text|json
 	SecretKey string // path of the 32-byte secrets key; "" = <data-dir>/secret.key, created on first start
+	AllowRoot bool   // let `builds serve` run as root
 }
 
 // RunnerConfig is the [runner] section: the QEMU job runner.
@@ -64,6 +67,8 @@ type RunnerConfig struct {
 	LayerMaxAge     time.Duration    // a layer is remade after this
 	LayerCacheSize  int64            // bytes; least recently used layers go beyond it
 	CacheDir        string           // snapshots (and layers); never "" after parsing
+	MinFreeDisk     int64            // bytes free in the data dir below which new jobs wait queued; 0 = no check
+	ShutdownGrace   time.Duration    // how long running jobs may go on after a stop signal before they are cancelled
 }
 
 // ImagesConfig is the [images] section: the guest image catalogue.
@@ -128,6 +133,7 @@ func baseConfig() *Config {
 			JobTimeout: 45 * time.Minute, FailedKeepalive: 10 * time.Minute, BootTimeout: 120 * time.Second,
 			SSHListen: "127.0.0.1:2222", SSHUser: "builds", GuestNetwork: GuestInternet, Snapshots: true, WarmGuests: 1,
 			Layers: true, LayerMaxAge: 7 * 24 * time.Hour, LayerCacheSize: 10 << 30,
+			MinFreeDisk: 2 << 30, ShutdownGrace: time.Minute,
 		},
 		Images: ImagesConfig{Aliases: defaultAliases()},
 		Limits: LimitsConfig{
@@ -137,6 +143,7 @@ func baseConfig() *Config {
 		Mail: MailConfig{SMTPPort: 587, SMTPEncryption: "starttls", From: "builds@localhost",
 			Timeout: 10 * time.Second, MaxAttempts: 5},
 		Webhooks:       WebhooksConfig{AllowPrivate: true, Timeout: 10 * time.Second, MaxAttempts: 5},
+		Retention:      retentionDefaults(),
 		jobTimeoutText: "45m",
 	}
 }
@@ -228,7 +235,7 @@ func FindConfig(flagPath string, getenv func(string) string) (*Config, error) {
 func (c *Config) Validate() error {
 	for _, check := range []func() error{
 		c.validateBuilds, c.validateRunner, c.validateImages,
-		c.validateLimits, c.validateMail, c.validateWebhooks,
+		c.validateLimits, c.validateMail, c.validateWebhooks, c.validateOps,
 	} {
 		if err := check(); err != nil {
 			return err

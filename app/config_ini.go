@@ -29,7 +29,7 @@ func (c *Config) apply(f *ini.File) error {
 		if s.Name() == ini.DefaultSection {
 			if len(keys) > 0 {
 				return &configError{section: ini.DefaultSection, key: keys[0].Name(),
-					msg: "key outside a section; put it under [builds], [runner], [images], [limits], [mail] or [webhooks]"}
+					msg: "key outside a section; put it under [builds], [runner], [images], [limits], [mail], [webhooks], [retention] or [metrics]"}
 			}
 			continue
 		}
@@ -249,7 +249,7 @@ func (s configSection) set(c *Config, key, v string) error {
 
 // configSchema lists every section and key in the order Dump prints them.
 func configSchema() []configSection {
-	return []configSection{
+	return append([]configSection{
 		{"builds", []configField{
 			{key: "origin", set: func(c *Config, v string) error { c.Builds.Origin = strings.TrimRight(v, "/"); return nil },
 				get: func(c *Config) string { return c.Builds.Origin }},
@@ -259,6 +259,7 @@ func configSchema() []configSection {
 			stringField("log-level", func(c *Config) *string { return &c.Builds.LogLevel }),
 			stringField("log-format", func(c *Config) *string { return &c.Builds.LogFormat }),
 			stringField("secret-key", func(c *Config) *string { return &c.Builds.SecretKey }),
+			boolField("allow-root", func(c *Config) *bool { return &c.Builds.AllowRoot }),
 		}},
 		{"runner", []configField{
 			intField("slots", func(c *Config) *int { return &c.Runner.Slots }),
@@ -279,6 +280,8 @@ func configSchema() []configSection {
 			durationField("layer-max-age", func(c *Config) *time.Duration { return &c.Runner.LayerMaxAge }),
 			sizeField("layer-cache-size", func(c *Config) *int64 { return &c.Runner.LayerCacheSize }),
 			stringField("cache-dir", func(c *Config) *string { return &c.Runner.CacheDir }),
+			sizeField("min-free-disk", func(c *Config) *int64 { return &c.Runner.MinFreeDisk }),
+			durationField("shutdown-grace", func(c *Config) *time.Duration { return &c.Runner.ShutdownGrace }),
 			{key: "guest-network", set: func(c *Config, v string) error { c.Runner.GuestNetwork = GuestNetwork(v); return nil },
 				get: func(c *Config) string { return string(c.Runner.GuestNetwork) }},
 			{key: "guest-allow", set: setGuestAllow, get: func(c *Config) string {
@@ -320,7 +323,7 @@ func configSchema() []configSection {
 			durationField("timeout", func(c *Config) *time.Duration { return &c.Webhooks.Timeout }),
 			intField("max-attempts", func(c *Config) *int { return &c.Webhooks.MaxAttempts }),
 		}},
-	}
+	}, opsSections()...)
 }
 
 func stringField(key string, p func(*Config) *string) configField {
@@ -443,8 +446,11 @@ func parseDuration(v string) (time.Duration, error) {
 }
 
 // formatDuration prints d without zero trailing units: 45m, 1h, 1h30m,
-// 90s, and whole days as 7d.
+// 90s, whole days as 7d, and 0.
 func formatDuration(d time.Duration) string {
+	if d == 0 {
+		return "0" // [retention]'s "keep for good"
+	}
 	if day := 24 * time.Hour; d >= day && d%day == 0 {
 		return fmt.Sprintf("%dd", d/day)
 	}

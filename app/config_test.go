@@ -236,8 +236,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"UnknownSection", "[builds]\nlisten = :8080\n\n[runer]\nslots = 1\n", `builds.ini:4: [runer]: unknown section`},
 		{"UnknownKey", "[runner]\nslots = 1\n  slot = 2\n", `builds.ini:3: runner.slot: unknown key`},
 		{"KeysAreCaseSensitive", "[runner]\nSlots = 1\n", `builds.ini:2: runner.Slots: unknown key`},
-		{"KeyBeforeSection", "# hi\nslots = 1\n[runner]\n", `builds.ini:2: DEFAULT.slots: key outside a section; put it under [builds], [runner], [images], [limits], [mail] or [webhooks]`},
-		{"KeyInDefaultSection", "[runner]\n[DEFAULT]\nslots = 1\n", `builds.ini:3: DEFAULT.slots: key outside a section; put it under [builds], [runner], [images], [limits], [mail] or [webhooks]`},
+		{"KeyBeforeSection", "# hi\nslots = 1\n[runner]\n", `builds.ini:2: DEFAULT.slots: key outside a section; put it under [builds], [runner], [images], [limits], [mail], [webhooks], [retention] or [metrics]`},
+		{"KeyInDefaultSection", "[runner]\n[DEFAULT]\nslots = 1\n", `builds.ini:3: DEFAULT.slots: key outside a section; put it under [builds], [runner], [images], [limits], [mail], [webhooks], [retention] or [metrics]`},
 		{"ColonIsNotADelimiter", "[builds]\nlisten: x\n", `builds.ini:2: syntax error: want "key = value", got "listen: x"`},
 		{"MissingKeyName", "[builds]\n= x\n", `builds.ini:2: syntax error: missing key name in "= x"`},
 		{"UnclosedSection", "[builds]\n[runner\n", `builds.ini:2: syntax error: unclosed section header "[runner"`},
@@ -478,7 +478,7 @@ func TestFormatDuration(t *testing.T) {
 		{"Hours", 2 * time.Hour, "2h"},
 		{"HoursMinutes", 90 * time.Minute, "1h30m"},
 		{"Seconds", 90 * time.Second, "1m30s"},
-		{"Zero", 0, "0s"},
+		{"Zero", 0, "0"},
 		{"SubSecond", 1500 * time.Millisecond, "1.5s"},
 	}
 	for _, tt := range tests {

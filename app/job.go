@@ -147,7 +147,8 @@ type Artifact struct {
 	Name    string // basename
 	Path    string // path in the guest, as written in the manifest
 	Size    int64
-	File    string // path under the data dir's artifacts/ (relative)
+	File    string     // path under the data dir's artifacts/ (relative)
+	Pruned  *time.Time // when [retention] removed its file; nil while it is there
 }
 
 // TriggerDelivery records one attempt to run a manifest or group trigger.

@@ -108,6 +108,9 @@ func (s *Service) moveJob(ctx context.Context, id int64, m move) (*Job, error) {
 	if m.to.Final() {
 		s.Log.Info("job finished", "job_id", id, "status", m.to, "reason", m.reason)
 	}
+	if m.to == JobRunning {
+		s.jobStarted(job)
+	}
 	s.changed(ctx, EventJobUpdated, job)
 	return job, nil
 }
@@ -120,6 +123,7 @@ func (s *Service) claimJob(ctx context.Context, runner string) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.jobStarted(job)
 	s.changed(ctx, EventJobUpdated, job)
 	return job, nil
 }

@@ -54,6 +54,7 @@ func (h *LogHub) mask(jobID int64) *Masker {
 type logState struct {
 	size   int64
 	closed bool
+	opened bool // by a writer (Open), not only announced (Notify)
 	// wake is closed on the next change; it is made only when a reader
 	// waits, so a writer's Notify with nobody waiting costs no allocation.
 	wake chan struct{}
@@ -90,7 +91,7 @@ func (h *LogHub) Open(jobID int64, task string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := h.state(logKey{jobID, task})
-	st.closed = false
+	st.closed, st.opened = false, true
 }
 
 // Notify records that the log now has size bytes and wakes its readers.
@@ -130,6 +131,16 @@ func (h *LogHub) Live(jobID int64, task string) bool {
 	defer h.mu.Unlock()
 	st := h.logs[logKey{jobID, task}]
 	return st != nil && !st.closed
+}
+
+// Writing reports whether a writer holds the log open: a runner's job
+// (its setup log stays open until the VM is gone, a failed job's kept VM
+// included). Lines appended by SetupLogf alone do not count.
+func (h *LogHub) Writing(jobID int64, task string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.logs[logKey{jobID, task}]
+	return st != nil && st.opened && !st.closed
 }
 
 // Wait blocks until the log grows beyond offset, is closed, or ctx ends.

@@ -27,8 +27,9 @@ type LogWriter struct {
 	now   func() time.Time
 	jobID int64
 	task  string
-	limit int64  // 0 = unlimited
-	over  func() // called once when the limit is hit (stops the task)
+	limit int64   // 0 = unlimited
+	over  func()  // called once when the limit is hit (stops the task)
+	stats Metrics // log bytes written; nil: not counted
 
 	mu     sync.Mutex
 	f      *os.File
@@ -70,7 +71,7 @@ func (s *Service) OpenLog(jobID int64, task string, mask *Masker) (*LogWriter, e
 	if task == "" {
 		s.Logs.setMask(jobID, mask)
 	}
-	l := &LogWriter{hub: s.Logs, now: s.Now, jobID: jobID, task: task, f: f, size: fi.Size()}
+	l := &LogWriter{hub: s.Logs, now: s.Now, jobID: jobID, task: task, f: f, size: fi.Size(), stats: s.Metrics}
 	if mask != nil {
 		l.masked = mask.NewWriter((*logSink)(l))
 	}
@@ -109,7 +110,9 @@ func (s *Service) SetupLogf(jobID int64, format string, args ...any) {
 		f, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	}
 	if err == nil {
-		_, err = f.WriteString(line)
+		var n int
+		n, err = f.WriteString(line)
+		s.Metrics.LogBytes(n)
 		if fi, serr := f.Stat(); serr == nil {
 			s.Logs.Notify(jobID, "", fi.Size())
 		}
@@ -184,6 +187,9 @@ func (l *LogWriter) emit(b []byte) error {
 	}
 	n, err := l.f.Write(b)
 	l.size += int64(n)
+	if l.stats != nil {
+		l.stats.LogBytes(n)
+	}
 	if hit {
 		l.full = true
 		msg := fmt.Sprintf("\n%s Error: this log reached the limit of %s ([limits] log-size); the task was stopped.\n",

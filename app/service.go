@@ -26,6 +26,12 @@ type Service struct {
 	Logs   *LogHub
 	Now    func() time.Time
 	Log    *slog.Logger
+	// Metrics receives measurements (NopMetrics unless the metrics
+	// endpoint is on).
+	Metrics Metrics
+	// FreeSpace returns the bytes free on the filesystem holding a
+	// directory ([runner] min-free-disk, the admin page); statfs(2).
+	FreeSpace func(dir string) (int64, error)
 
 	cursors cursorCodec
 	sealer  *sealer
@@ -33,6 +39,7 @@ type Service struct {
 	mu        sync.RWMutex
 	listeners []JobListener
 	vmCache   VMCache // the runner's snapshots and layers (admin overview)
+	disk      diskState
 }
 
 // NewService returns a Service; secretKey (32 bytes) encrypts secrets at
@@ -46,13 +53,15 @@ func NewService(store Store, cfg *Config, secretKey []byte, log *slog.Logger) (*
 		log = slog.Default()
 	}
 	return &Service{
-		Store:   store,
-		Config:  cfg,
-		Logs:    &LogHub{},
-		Now:     time.Now,
-		Log:     log,
-		cursors: cursorCodec{key: append([]byte("builds-cursor"), secretKey...)},
-		sealer:  s,
+		Store:     store,
+		Config:    cfg,
+		Logs:      &LogHub{},
+		Now:       time.Now,
+		Log:       log,
+		Metrics:   NopMetrics{},
+		FreeSpace: statfsFree,
+		cursors:   cursorCodec{key: append([]byte("builds-cursor"), secretKey...)},
+		sealer:    s,
 	}, nil
 }
 

@@ -54,6 +54,7 @@ func (s *Service) MarkGroupFired(ctx context.Context, groupID int64) (bool, erro
 // RecordTriggerDelivery stores one attempt at a manifest or group
 // trigger; the job's owner reads them back with TriggerDeliveries.
 func (s *Service) RecordTriggerDelivery(ctx context.Context, d *TriggerDelivery) error {
+	s.Metrics.Delivery(d.Action, d.Status)
 	return s.Store.CreateTriggerDelivery(ctx, d)
 }
 
@@ -87,5 +88,10 @@ func (s *Service) DueWebhookDeliveries(ctx context.Context, limit int) ([]*Webho
 // its response, attempt count, state and, if it stays pending, when it is
 // due again.
 func (s *Service) RecordWebhookAttempt(ctx context.Context, d *WebhookDelivery) error {
+	outcome := d.State
+	if outcome == "pending" {
+		outcome = "retry" // failed this time, tried again later
+	}
+	s.Metrics.Delivery("user_webhook", outcome)
 	return s.Store.UpdateWebhookDelivery(ctx, d)
 }

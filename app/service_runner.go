@@ -22,6 +22,9 @@ type ClaimedJob struct {
 // when the queue is empty. A job whose stored manifest no longer parses
 // (limits changed) is failed with the reason in its setup log.
 func (s *Service) ClaimJob(ctx context.Context, runner string) (*ClaimedJob, error) {
+	if err := s.DiskReady(ctx); err != nil { // disk.go: [runner] min-free-disk
+		return nil, err
+	}
 	for {
 		job, err := s.claimJob(ctx, runner)
 		if err != nil {

@@ -210,4 +210,7 @@ type Store interface {
 	// and reports whether this call marked them. A job not in a final
 	// status is ECONFLICT, a missing one ENOTFOUND.
 	MarkTriggersDone(ctx context.Context, jobID int64) (bool, error)
+
+	// Retention, backups and metrics (retention.go).
+	MaintenanceStore
 }

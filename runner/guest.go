@@ -67,6 +67,8 @@ type Booter interface {
 type QEMUBooter struct {
 	// Log receives the acceleration warning (default slog.Default()).
 	Log *slog.Logger
+	// Metrics counts job guests and times their start (nil: not measured).
+	Metrics app.Metrics
 
 	cfg     *app.Config
 	catalog *images.Catalog
@@ -220,16 +222,18 @@ func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 		NetRefused:    refusalLogger(spec.Logf),
 	}
 	shape := b.vmShape(img, cfg)
-	g := &qemuGuest{img: img, dir: dir}
+	g := &qemuGuest{img: img, dir: dir, stats: b.Metrics}
 	mode := fmt.Sprintf("%s, %d CPU, %d MiB; guest network: %s", strings.ToUpper(accel), cfg.CPUs, cfg.MemoryMiB, b.network.Mode())
 	if recipe := recipeOf(spec.Install); recipe != nil && !spec.NoLayer && b.layers != nil && shape != (vmShape{}) {
 		g.layers, g.shape, g.recipe, g.layerKey = b.layers, shape, recipe, layerKey(shape, recipe)
 		if vm, info, took := b.resumeLayer(ctx, spec, cfg, g.layerKey); vm != nil {
 			g.vm, g.fromLayer = vm, info
 			spec.Logf("Resumed %s with its packages from a layer in %.1fs (%s)", spec.Image, took.Seconds(), mode)
+			g.started("layer", took)
 			return g, nil
 		}
 	}
+	handover := time.Now()
 	if w := b.resume(ctx, spec, cfg, shape, dir); w != nil {
 		if w.dir != dir {
 			os.RemoveAll(dir)
@@ -240,6 +244,11 @@ func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 		}
 		spec.Logf("Resumed %s from snapshot in %.1fs (%s%s)", spec.Image, w.resumed.Seconds(), mode, waited)
 		g.vm, g.dir, g.base = w.vm, w.dir, w.base
+		if w.ready.IsZero() {
+			g.started("snapshot", w.resumed)
+		} else {
+			g.started("warm", time.Since(handover)) // resumed ahead: the job waits only for the handover
+		}
 		return g, nil
 	} else if err := ctx.Err(); err != nil {
 		os.RemoveAll(dir)
@@ -253,6 +262,7 @@ func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 	}
 	spec.Logf("Guest ready after %.1fs (%s)", vm.BootDuration().Seconds(), mode)
 	g.vm, g.base = vm, img.Disk()
+	g.started("boot", vm.BootDuration())
 	return g, nil
 }
 
@@ -370,6 +380,18 @@ type qemuGuest struct {
 	recipe    *layerRecipe
 	layerKey  string
 	fromLayer *LayerInfo // the layer the guest was resumed from, if any
+
+	stats   app.Metrics // nil: not measured
+	counted bool        // counted in stats' running VMs
+}
+
+// started measures a job guest ready after took and counts it running.
+func (g *qemuGuest) started(how string, took time.Duration) {
+	if g.stats != nil {
+		g.stats.VMStarted(how, took)
+		g.stats.VMRunning(1)
+		g.counted = true
+	}
 }
 
 // FromLayer returns the package layer the guest was resumed from (its
@@ -406,6 +428,10 @@ func (g *qemuGuest) AddRepoCommand(name, source string) (string, error) {
 // Close stops the VM (QMP quit, TERM, KILL; always reaped) and removes
 // its work dir.
 func (g *qemuGuest) Close() error {
+	if g.counted {
+		g.counted = false
+		g.stats.VMRunning(-1)
+	}
 	err := g.vm.Close()
 	if rerr := os.RemoveAll(g.dir); err == nil && rerr != nil {
 		err = fmt.Errorf("remove vm work dir: %w", rerr)

@@ -7,11 +7,11 @@ import (
 	"builds/app"
 )
 
-const artifactColumns = `id, created, job_id, name, path, size, file`
+const artifactColumns = `id, created, job_id, name, path, size, file, pruned`
 
 func scanArtifact(r rowScanner) (*app.Artifact, error) {
 	var a app.Artifact
-	if err := r.Scan(&a.ID, timeCol{&a.Created}, &a.JobID, &a.Name, &a.Path, &a.Size, &a.File); err != nil {
+	if err := r.Scan(&a.ID, timeCol{&a.Created}, &a.JobID, &a.Name, &a.Path, &a.Size, &a.File, nullTimeCol{&a.Pruned}); err != nil {
 		return nil, err
 	}
 	return &a, nil

@@ -157,8 +157,12 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		if rerr.status == http.StatusMethodNotAllowed {
 			w.Header().Set("Allow", "POST")
 		}
+		s.Service.Metrics.GraphQLError(rerr.code)
 		writeGraphQLError(w, rerr.status, rerr.code, rerr.msg)
 		return
+	}
+	for _, e := range resp.Errors {
+		s.Service.Metrics.GraphQLError(e.Extensions["code"])
 	}
 	body := s.api.gqlBuf()
 	writeGraphQLResponse(w, http.StatusOK, resp, body)

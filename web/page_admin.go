@@ -20,6 +20,8 @@ type adminPage struct {
 	Jobs  []adminJob
 	More  bool // more than adminJobLimit unfinished jobs exist
 	Cache []app.VMCacheEntry
+	Disk  *app.DiskUsage // nil if it could not be measured
+	Gate  app.DiskGate   // [runner] min-free-disk
 }
 
 // handleAdmin shows administrators every user's unfinished jobs with a
@@ -58,6 +60,10 @@ func (u *ui) handleAdmin(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
+	if p.Disk, err = u.svc.DiskUsage(r.Context()); err != nil {
+		u.svc.Log.Error("admin: disk use", "err", err)
+	}
+	p.Gate = u.svc.DiskGate()
 	if len(p.Jobs) > 0 {
 		p.Refresh = 30
 	}

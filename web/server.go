@@ -26,6 +26,9 @@ type Server struct {
 	// trigger receivers verify X-Payload-Signature with; it is published
 	// in /query/api-meta.json. "" leaves it out.
 	WebhookPublicKey string
+	// Metrics serves /metrics here when [metrics] token is set (it checks
+	// the token); nil leaves /metrics out.
+	Metrics http.Handler
 
 	ln       net.Listener
 	server   *http.Server
@@ -123,7 +126,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.registerAPIRoutes(mux)
 	s.registerUIRoutes(mux)
-	return s.authenticateSession(s.authenticate(s.logRequests(mux)))
+	return s.withMetrics(s.authenticateSession(s.authenticate(s.logRequests(mux))))
 }
 
 // authenticate resolves "Authorization: Bearer <token>" to an identity in
@@ -185,6 +188,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
+		s.Service.Metrics.HTTPRequest(routeClass(r), time.Since(start))
 		s.Log.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
 	})
 }
