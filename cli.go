@@ -29,6 +29,8 @@ commands:
   manifest check FILE...       validate build manifests
   image build|list|rm|export|import|check ...
   layer list | rm KEY... | prune  manage the package layers jobs reuse
+  runner -server URL [-token-file F]  run this host as a remote runner of a server
+  runner-token create NAME | list | revoke NAME  manage remote runners (on the server)
   config dump                  print the effective configuration
   version
 
@@ -107,6 +109,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return m.cmdConfig(rest)
 	case "layer":
 		return m.cmdLayer(rest)
+	case "runner":
+		return m.cmdRunner(ctx, rest)
+	case "runner-token":
+		return m.cmdRunnerToken(ctx, rest)
 	}
 	return usagef("unknown command %q", cmd)
 }

@@ -186,6 +186,18 @@ func (m *Main) startServices(ctx context.Context) error {
 	m.closers = append(m.closers, d.Close)
 	m.Service.Listen(d)
 
+	// remote runners' jobs whose runner stopped polling fail
+	go m.Service.WatchLeases(ctx)
+	return m.startRunner(ctx, func(images func() []app.RunnerImage) (runner.Server, error) {
+		return runner.LocalServer(m.Service, images), nil
+	})
+}
+
+// startRunner starts the runner: the pool with its QEMU booter, taking
+// jobs from the server newServer returns (given the images this host can
+// boot), and builds' own SSH server for `connect`.
+func (m *Main) startRunner(ctx context.Context, newServer func(images func() []app.RunnerImage) (runner.Server, error)) error {
+	cfg := m.Config
 	catalog := &images.Catalog{Dir: cfg.Images.Dir, Aliases: cfg.Images.Aliases}
 	booter, err := runner.NewQEMUBooter(cfg, catalog, cfg.Runner.Accel)
 	if err != nil {
@@ -197,18 +209,27 @@ func (m *Main) startServices(ctx context.Context) error {
 		if cfg.Runner.Layers {
 			booter.UseLayers(layerStore(cfg, m.Log))
 		}
-		m.Service.UseVMCache(booter)
+		if m.Service != nil {
+			m.Service.UseVMCache(booter)
+		}
 	}
-	srv := runner.LocalServer(m.Service)
+	srv, err := newServer(runner.CatalogImages(catalog))
+	if err != nil {
+		return err
+	}
 	pool := runner.NewPool(srv, cfg, booter, m.Log)
 	m.ops.pool = pool
 	if m.Service != nil {
 		booter.Metrics = m.Service.Metrics
 	}
+	m.closers = append(m.closers, booter.Close)
+	if c, ok := srv.(interface{ Close() error }); ok {
+		m.closers = append(m.closers, c.Close)
+	}
 	if err := pool.Start(ctx); err != nil {
 		return err
 	}
-	m.closers = append(m.closers, booter.Close, pool.Close)
+	m.closers = append(m.closers, pool.Close)
 	if cfg.Runner.Slots > 0 {
 		// Probe the accelerator now, so its verdict (and a TCG fallback
 		// warning) shows at start-up rather than in the first job.

@@ -69,6 +69,13 @@ type RunnerConfig struct {
 	CacheDir        string           // snapshots (and layers); never "" after parsing
 	MinFreeDisk     int64            // bytes free in the data dir below which new jobs wait queued; 0 = no check
 	ShutdownGrace   time.Duration    // how long running jobs may go on after a stop signal before they are cancelled
+	// Lease is how long a remote runner's job lives without the runner's
+	// next poll (on the server).
+	Lease time.Duration
+	// Server is the builds server `builds runner` takes jobs from, and
+	// TokenFile the file holding its runner token (on a runner host).
+	Server    string
+	TokenFile string
 }
 
 // ImagesConfig is the [images] section: the guest image catalogue.
@@ -134,6 +141,7 @@ func baseConfig() *Config {
 			SSHListen: "127.0.0.1:2222", SSHUser: "builds", GuestNetwork: GuestInternet, Snapshots: true, WarmGuests: 1,
 			Layers: true, LayerMaxAge: 7 * 24 * time.Hour, LayerCacheSize: 10 << 30,
 			MinFreeDisk: 2 << 30, ShutdownGrace: time.Minute,
+			Lease: 90 * time.Second,
 		},
 		Images: ImagesConfig{Aliases: defaultAliases()},
 		Limits: LimitsConfig{
@@ -294,6 +302,10 @@ func (c *Config) validateRunner() error {
 		return bad("runner", "cache-dir", "must not be empty")
 	case r.WarmGuests < 0:
 		return bad("runner", "warm-guests", "must be 0 or more, got %d", r.WarmGuests)
+	case r.Lease < 3*time.Second:
+		return bad("runner", "lease", "must be at least 3s, got %s", r.Lease)
+	case r.Server != "" && checkServerURL(r.Server) != nil:
+		return bad("runner", "server", "%v", checkServerURL(r.Server))
 	case r.LayerMaxAge <= 0:
 		return bad("runner", "layer-max-age", "must be positive, got %s", r.LayerMaxAge)
 	case r.LayerCacheSize <= 0:
@@ -431,7 +443,7 @@ func (c *Config) RunnerName() string {
 
 // Abs makes every path in c absolute, relative to the current directory.
 func (c *Config) Abs() error {
-	paths := []*string{&c.Builds.DataDir, &c.Builds.SecretKey, &c.Runner.WorkDir, &c.Runner.CacheDir, &c.Images.Dir, &c.Mail.PGPKey}
+	paths := []*string{&c.Builds.DataDir, &c.Builds.SecretKey, &c.Runner.WorkDir, &c.Runner.CacheDir, &c.Runner.TokenFile, &c.Images.Dir, &c.Mail.PGPKey}
 	for i := range c.Images.ExtraCA {
 		paths = append(paths, &c.Images.ExtraCA[i])
 	}
@@ -446,4 +458,26 @@ func (c *Config) Abs() error {
 		*p = abs
 	}
 	return nil
+}
+
+// checkServerURL checks [runner] server: an http(s) URL of a builds
+// server. Plain http is only for a server on this host: runner traffic
+// carries secrets and tokens, so across a network it needs TLS (a reverse
+// proxy in front of the server).
+func checkServerURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("invalid URL %q (want https://host[:port][/path])", s)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() || host == "localhost" {
+			return nil
+		}
+		return fmt.Errorf("%q: plain http only reaches a server on this host; use https (runner traffic carries secrets)", s)
+	}
+	return fmt.Errorf("invalid URL %q (want https://host[:port][/path])", s)
 }

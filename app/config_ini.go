@@ -282,6 +282,9 @@ func configSchema() []configSection {
 			stringField("cache-dir", func(c *Config) *string { return &c.Runner.CacheDir }),
 			sizeField("min-free-disk", func(c *Config) *int64 { return &c.Runner.MinFreeDisk }),
 			durationField("shutdown-grace", func(c *Config) *time.Duration { return &c.Runner.ShutdownGrace }),
+			durationField("lease", func(c *Config) *time.Duration { return &c.Runner.Lease }),
+			stringField("server", func(c *Config) *string { return &c.Runner.Server }),
+			stringField("token-file", func(c *Config) *string { return &c.Runner.TokenFile }),
 			{key: "guest-network", set: func(c *Config, v string) error { c.Runner.GuestNetwork = GuestNetwork(v); return nil },
 				get: func(c *Config) string { return string(c.Runner.GuestNetwork) }},
 			{key: "guest-allow", set: setGuestAllow, get: func(c *Config) string {

@@ -391,7 +391,8 @@ func TestConfigDumpRoundTrip(t *testing.T) {
 				SiteName: "My CI", LogLevel: "debug", LogFormat: "json", SecretKey: "/etc/builds/secret.key"}
 			c.Runner = RunnerConfig{Slots: 0, CPUs: 4, Memory: 3072, Accel: "tcg", CPUModel: "max", JobTimeout: 90 * time.Minute,
 				FailedKeepalive: 0, BootTimeout: 1500 * time.Millisecond, SSHListen: "", SSHUser: "ci", Name: "r1", WorkDir: "/tmp/w", CacheDir: "/tmp/c", Snapshots: false, WarmGuests: 3, Layers: false, LayerMaxAge: 36 * time.Hour, LayerCacheSize: 5 << 30,
-				GuestNetwork: GuestNoLAN, GuestAllow: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:3142"), netip.MustParseAddrPort("[::1]:9418")}}
+				GuestNetwork: GuestNoLAN, GuestAllow: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:3142"), netip.MustParseAddrPort("[::1]:9418")},
+				Lease: 2 * time.Minute, Server: "https://ci.example.org/", TokenFile: "/etc/builds/runner.token"}
 			c.Images = ImagesConfig{Dir: "/img", DebianMirror: "http://mirror.invalid/debian", ExtraCA: []string{"/a.pem", "/b.pem"},
 				Aliases: map[string]string{"debian/stable": "debian/trixie", "custom": "debian/sid"}}
 			c.Limits = LimitsConfig{ManifestSize: 1000, ArtifactSize: 3 << 40, ArtifactsPerJob: 0, LogSize: 1, UploadSize: 1 << 20}

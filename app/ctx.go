@@ -1,6 +1,9 @@
 package app
 
-import "context"
+import (
+	"context"
+	"sync"
+)
 
 type ctxKey int
 
@@ -16,6 +19,7 @@ const (
 	AuthSession          // web session cookie
 	AuthWebhook          // evaluating a webhook query: read-only, creator's grants
 	AuthSystem           // the appliance itself (runner, CLI)
+	AuthRunner           // a remote runner (runner token): worker calls on the jobs it holds
 )
 
 // Auth is the identity attached to a request context.
@@ -25,12 +29,37 @@ type Auth struct {
 	Grants Grants // for AuthToken/AuthWebhook; sessions and system have all grants
 	// TokenID is the token used (AuthToken), for webhook ownership.
 	TokenID int64
+	// Runner is the remote runner (AuthRunner) and held the jobs it
+	// holds, as of the request's start and its own claims since.
+	Runner *Runner
+	mu     sync.Mutex
+	held   map[int64]bool
+}
+
+// holds reports whether a is a runner holding job id.
+func (a *Auth) holds(id int64) bool {
+	if a == nil || a.Kind != AuthRunner {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.held[id]
+}
+
+// hold records that runner a now holds job id.
+func (a *Auth) hold(id int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.held == nil {
+		a.held = map[int64]bool{}
+	}
+	a.held[id] = true
 }
 
 // Can reports whether the identity may use scope with the given access kind.
 // Webhook contexts are read-only.
 func (a *Auth) Can(scope Scope, kind Access) bool {
-	if a == nil || a.User == nil && a.Kind != AuthSystem {
+	if a == nil || a.User == nil && a.Kind != AuthSystem && a.Kind != AuthRunner {
 		return false
 	}
 	switch a.Kind {
@@ -40,6 +69,10 @@ func (a *Auth) Can(scope Scope, kind Access) bool {
 		return kind == RO && a.Grants.Has(scope, RO)
 	case AuthToken:
 		return a.Grants.Has(scope, kind)
+	case AuthRunner:
+		// reads of the jobs it holds and their owners (CanView and
+		// isOwner say which; it has no user of its own)
+		return kind == RO
 	}
 	return false
 }

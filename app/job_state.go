@@ -58,6 +58,7 @@ type move struct {
 	only   []JobStatus // narrows the table's sources ("" = all of them)
 	runner string      // for running: who runs it
 	reason string      // for final statuses: why it ended, if abnormally
+	lease  *JobLease   // for running: the remote runner's lease, stored with the move
 }
 
 // update turns a move into the columns it sets, stamped now.
@@ -91,7 +92,13 @@ func (s *Service) moveJob(ctx context.Context, id int64, m move) (*Job, error) {
 	if len(from) == 0 {
 		return nil, Errorf(EINVALID, "no job can be moved to %s", strings.ToUpper(string(m.to)))
 	}
-	job, err := s.Store.TransitionJob(ctx, id, from, s.update(m))
+	var job *Job
+	var err error
+	if m.lease != nil {
+		job, err = s.Store.ClaimJobForRunner(ctx, id, from, s.update(m), m.lease.RunnerID, m.lease.Expires)
+	} else {
+		job, err = s.Store.TransitionJob(ctx, id, from, s.update(m))
+	}
 	switch ErrorCode(err) {
 	case "":
 	case ECONFLICT:

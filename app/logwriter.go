@@ -54,7 +54,17 @@ func (s *logSink) Write(b []byte) (int, error) {
 // Its mask (nil: none) applies to every line written to the job's setup
 // log while it is open, SetupLogf's too.
 func (s *Service) OpenLog(jobID int64, task string, mask *Masker) (*LogWriter, error) {
-	path := s.LogPath(jobID, task)
+	l, err := OpenLogFile(s.Logs, s.Now, s.LogPath(jobID, task), jobID, task, mask)
+	if l != nil {
+		l.stats = s.Metrics
+	}
+	return l, err
+}
+
+// OpenLogFile opens the log file at path for writing, with hub waking its
+// readers and now stamping runner lines: OpenLog for the Service's own
+// logs, and a remote runner's spool of logs it sends to its server.
+func OpenLogFile(hub *LogHub, now func() time.Time, path string, jobID int64, task string, mask *Masker) (*LogWriter, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
@@ -67,11 +77,11 @@ func (s *Service) OpenLog(jobID int64, task string, mask *Masker) (*LogWriter, e
 		f.Close()
 		return nil, fmt.Errorf("open log: %w", err)
 	}
-	s.Logs.Open(jobID, task)
+	hub.Open(jobID, task)
 	if task == "" {
-		s.Logs.setMask(jobID, mask)
+		hub.setMask(jobID, mask)
 	}
-	l := &LogWriter{hub: s.Logs, now: s.Now, jobID: jobID, task: task, f: f, size: fi.Size(), stats: s.Metrics}
+	l := &LogWriter{hub: hub, now: now, jobID: jobID, task: task, f: f, size: fi.Size()}
 	if mask != nil {
 		l.masked = mask.NewWriter((*logSink)(l))
 	}

@@ -40,6 +40,10 @@ type Service struct {
 	listeners []JobListener
 	vmCache   VMCache // the runner's snapshots and layers (admin overview)
 	disk      diskState
+
+	kickMu   sync.Mutex
+	kick     chan struct{} // closed at the next job change: held runner polls look again
+	logLocks sync.Map      // log path -> *sync.Mutex: remote runners' appends
 }
 
 // NewService returns a Service; secretKey (32 bytes) encrypts secrets at
@@ -86,6 +90,7 @@ func (s *Service) changed(ctx context.Context, ev WebhookEvent, job *Job) {
 	for _, l := range ls {
 		l.JobChanged(ctx, ev, job)
 	}
+	s.kickRunners()
 }
 
 // requireUser returns the caller, or EUNAUTHORIZED.
@@ -101,7 +106,7 @@ func requireUser(ctx context.Context) (*User, error) {
 // EFORBIDDEN when the identity lacks scope:kind.
 func CheckGrant(ctx context.Context, scope Scope, kind Access) error {
 	a := AuthFromContext(ctx)
-	if a == nil || a.User == nil && a.Kind != AuthSystem {
+	if a == nil || a.User == nil && a.Kind != AuthSystem && a.Kind != AuthRunner {
 		return Errorf(EUNAUTHORIZED, "authentication required")
 	}
 	if a.Can(scope, kind) {
@@ -138,7 +143,7 @@ func isSystem(ctx context.Context) bool {
 // CanView reports whether the caller may see job (behaviour.md §4.7).
 // Anonymous callers see PUBLIC and UNLISTED jobs by id.
 func CanView(ctx context.Context, job *Job) bool {
-	if isSystem(ctx) {
+	if isSystem(ctx) || AuthFromContext(ctx).holds(job.ID) {
 		return true
 	}
 	if u := UserFromContext(ctx); u != nil && (u.ID == job.OwnerID || u.Admin) {
@@ -149,7 +154,7 @@ func CanView(ctx context.Context, job *Job) bool {
 
 // isOwner reports whether the caller owns job (or is the system).
 func isOwner(ctx context.Context, job *Job) bool {
-	if isSystem(ctx) {
+	if isSystem(ctx) || AuthFromContext(ctx).holds(job.ID) {
 		return true
 	}
 	u := UserFromContext(ctx)

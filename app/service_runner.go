@@ -21,12 +21,16 @@ type ClaimedJob struct {
 // ClaimJob takes the oldest queued job for runner. It returns ENOTFOUND
 // when the queue is empty. A job whose stored manifest no longer parses
 // (limits changed) is failed with the reason in its setup log.
-func (s *Service) ClaimJob(ctx context.Context, runner string) (*ClaimedJob, error) {
+//
+// With remote runners about, the local runner (whose images are images)
+// leaves them the jobs of images they have and it lacks; it still takes
+// jobs of images nobody has, to fail them with a clear reason.
+func (s *Service) ClaimJob(ctx context.Context, runner string, images []RunnerImage) (*ClaimedJob, error) {
 	if err := s.DiskReady(ctx); err != nil { // disk.go: [runner] min-free-disk
 		return nil, err
 	}
 	for {
-		job, err := s.claimJob(ctx, runner)
+		job, err := s.claimLocal(ctx, runner, images)
 		if err != nil {
 			return nil, err
 		}
@@ -38,6 +42,63 @@ func (s *Service) ClaimJob(ctx context.Context, runner string) (*ClaimedJob, err
 		if _, ferr := s.FinishJob(ctx, job.ID, JobFailed, ErrorMessage(err)); ferr != nil {
 			return nil, ferr
 		}
+	}
+}
+
+// claimLocal claims the oldest queued job the local runner should take.
+func (s *Service) claimLocal(ctx context.Context, runner string, images []RunnerImage) (*Job, error) {
+	rs, err := s.Store.FindRunners(ctx)
+	if err != nil {
+		return nil, err
+	}
+	remote := map[string]bool{}
+	for _, r := range rs {
+		if r.Revoked == nil {
+			for _, im := range r.Report.Images {
+				remote[im.Name] = true
+			}
+		}
+	}
+	if len(remote) == 0 {
+		return s.claimJob(ctx, runner)
+	}
+	local := map[string]bool{}
+	var names []string
+	for _, im := range images {
+		if !local[im.Name] {
+			names = append(names, im.Name)
+		}
+		local[im.Name] = true
+	}
+	for {
+		// the oldest job of a local image, and the oldest of any image
+		// (which may be one nobody has)
+		own, err := s.Store.FindQueuedJobs(ctx, append([]string{}, names...), 1)
+		if err != nil {
+			return nil, err
+		}
+		any, err := s.Store.FindQueuedJobs(ctx, nil, 100)
+		if err != nil {
+			return nil, err
+		}
+		var pick *Job
+		for _, j := range any {
+			if local[j.Image] || !remote[j.Image] {
+				pick = j
+				break
+			}
+		}
+		if len(own) > 0 && (pick == nil || own[0].ID < pick.ID) {
+			pick = own[0]
+		}
+		if pick == nil {
+			return nil, Errorf(ENOTFOUND, "no queued job for this runner")
+		}
+		job, err := s.moveJob(ctx, pick.ID, move{to: JobRunning, runner: runner})
+		if ErrorCode(err) == ECONFLICT {
+			continue // another runner was faster
+		}
+		return job, err
 	}
 }
 
@@ -105,14 +166,26 @@ func (s *Service) LogPath(jobID int64, task string) string {
 
 // RecoverJobs fails jobs a previous process left running (it died with
 // them), writing the reason into their setup logs. It returns them so the
-// runner can clean up their leftovers.
+// runner can clean up their leftovers. Jobs remote runners hold are
+// theirs: their leases say when they are lost.
 func (s *Service) RecoverJobs(ctx context.Context) ([]*Job, error) {
 	jobs, err := s.Store.FindJobsByStatus(ctx, []JobStatus{JobRunning})
 	if err != nil {
 		return nil, fmt.Errorf("find running jobs: %w", err)
 	}
+	leases, err := s.Store.FindLeases(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find leases: %w", err)
+	}
+	remote := map[int64]bool{}
+	for _, l := range leases {
+		remote[l.JobID] = true
+	}
 	var out []*Job
 	for _, j := range jobs {
+		if remote[j.ID] {
+			continue
+		}
 		reason := "the builds service restarted while this job was running"
 		s.SetupLogf(j.ID, "Error: %s; the job was marked failed.", reason)
 		job, err := s.FinishJob(ctx, j.ID, JobFailed, reason)

@@ -285,7 +285,7 @@ func TestCancel(t *testing.T) {
 	wantCode(t, err, app.ENOTFOUND)
 
 	// Running: the status is written at once and the runner is told.
-	cj, err := e.svc.ClaimJob(context.Background(), "runner1")
+	cj, err := e.svc.ClaimJob(context.Background(), "runner1", nil)
 	if err != nil || cj.Job.ID != other.ID || cj.Job.Status != app.JobRunning || cj.Job.Deadline == nil {
 		t.Fatalf("claim: %+v %v", cj, err)
 	}
@@ -299,7 +299,7 @@ func TestCancel(t *testing.T) {
 	if err != nil || fin.Status != app.JobCancelled {
 		t.Fatalf("finish after cancel: %+v %v", fin, err)
 	}
-	if _, err := e.svc.ClaimJob(context.Background(), "runner1"); app.ErrorCode(err) != app.ENOTFOUND {
+	if _, err := e.svc.ClaimJob(context.Background(), "runner1", nil); app.ErrorCode(err) != app.ENOTFOUND {
 		t.Fatalf("queue should be empty: %v", err)
 	}
 }
@@ -307,7 +307,7 @@ func TestCancel(t *testing.T) {
 func TestRecoverJobs(t *testing.T) {
 	e := newEnv(t)
 	job := submit(t, e, e.aliceCtx, app.Public)
-	if _, err := e.svc.ClaimJob(context.Background(), "r"); err != nil {
+	if _, err := e.svc.ClaimJob(context.Background(), "r", nil); err != nil {
 		t.Fatal(err)
 	}
 	got, err := e.svc.RecoverJobs(context.Background())

@@ -16,7 +16,7 @@ func CheckWorker(ctx context.Context) error {
 	switch a := AuthFromContext(ctx); {
 	case a == nil:
 		return Errorf(EUNAUTHORIZED, "authentication required")
-	case a.Kind != AuthSystem:
+	case a.Kind != AuthSystem && a.Kind != AuthRunner:
 		return Errorf(EFORBIDDEN, "access denied: worker only")
 	}
 	return nil
@@ -30,6 +30,9 @@ func (s *Service) ClaimJobByID(ctx context.Context, id int64, runner string) (*J
 	if err := requireWorker(ctx); err != nil {
 		return nil, err
 	}
+	if a := AuthFromContext(ctx); a.Kind == AuthRunner {
+		return s.claimForRunner(ctx, a, id)
+	}
 	if runner == "" {
 		runner = s.Config.RunnerName()
 	}
@@ -42,6 +45,14 @@ func (s *Service) ClaimJobByID(ctx context.Context, id int64, runner string) (*J
 func (s *Service) UpdateJobStatus(ctx context.Context, id int64, status JobStatus) (*Job, error) {
 	if err := requireWorker(ctx); err != nil {
 		return nil, err
+	}
+	if AuthFromContext(ctx).Kind == AuthRunner {
+		if _, _, err := s.heldJob(ctx, id, true); err != nil {
+			return nil, err
+		}
+		if status.Final() {
+			return s.RunnerFinish(ctx, id, FinishRequest{Status: status})
+		}
 	}
 	return s.transition(ctx, id, status, s.Config.RunnerName())
 }
@@ -63,6 +74,17 @@ func (s *Service) UpdateTaskByID(ctx context.Context, taskID int64, status TaskS
 	if !valid {
 		return nil, Errorf(EINVALID, "invalid task status %q", status)
 	}
+	if a := AuthFromContext(ctx); a.Kind == AuthRunner {
+		jobID, err := s.runnerOwnsTask(ctx, a, taskID)
+		if err != nil {
+			return nil, err
+		}
+		// a task that fails because its job was cancelled is cancelled
+		// (the API's TaskStatus has no word for it)
+		if job, err := s.Store.FindJobByID(ctx, jobID); err == nil && job.Status == JobCancelled && status == TaskFailed {
+			status = TaskCancelled
+		}
+	}
 	t, err := s.Store.UpdateTaskStatus(ctx, taskID, status)
 	if ErrorCode(err) == ENOTFOUND {
 		return nil, Errorf(ENOTFOUND, "no such task: %d", taskID)
@@ -78,6 +100,11 @@ func (s *Service) UpdateTaskByID(ctx context.Context, taskID int64, status TaskS
 func (s *Service) StoreArtifact(ctx context.Context, jobID int64, guestPath string, r io.Reader) (*Artifact, error) {
 	if err := requireWorker(ctx); err != nil {
 		return nil, err
+	}
+	if AuthFromContext(ctx).Kind == AuthRunner {
+		if _, _, err := s.heldJob(ctx, jobID, true); err != nil {
+			return nil, err
+		}
 	}
 	w, err := s.NewArtifact(ctx, jobID, guestPath)
 	if err != nil {

@@ -99,9 +99,13 @@ type Page struct {
 }
 
 // Store is the persistence layer, implemented by store.DB. Every method is
-// one transaction. Not-found is an *Error with ENOTFOUND; unique or foreign
-// key violations are ECONFLICT.
+// one transaction (a read of a single statement may be the database's own
+// transaction for that statement). Not-found is an *Error with ENOTFOUND;
+// unique or foreign key violations are ECONFLICT.
 type Store interface {
+	// Remote runners and their leases (runners.go).
+	RunnerStore
+
 	// Users, keys and tokens.
 	CreateUser(ctx context.Context, u *User) error
 	FindUserByID(ctx context.Context, id int64) (*User, error)

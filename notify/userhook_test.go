@@ -89,7 +89,7 @@ func TestUserWebhookEvents(t *testing.T) {
 	created := e.subscribe(hook.URL+"/created", app.EventJobCreated)
 
 	job := e.submit()
-	claimed, err := e.svc.ClaimJob(context.Background(), "runner1")
+	claimed, err := e.svc.ClaimJob(context.Background(), "runner1", nil)
 	if err != nil || claimed.Job.ID != job.ID {
 		t.Fatalf("claim: %v", err)
 	}
@@ -345,7 +345,7 @@ func TestUserWebhookSlowEndpoint(t *testing.T) {
 	// delivery; the fast one gets every event.
 	job := e.submit()
 	<-slow.got
-	if _, err := e.svc.ClaimJob(context.Background(), "runner1"); err != nil {
+	if _, err := e.svc.ClaimJob(context.Background(), "runner1", nil); err != nil {
 		t.Fatal(err)
 	}
 	e.finish(job, app.JobFailed)

@@ -71,7 +71,7 @@ func openHarness(t testing.TB, opts ...func(*app.Config)) *harness {
 		t.Fatal(err)
 	}
 	booter := newTestBooter(t)
-	pool := NewPool(LocalServer(svc), cfg, booter, log)
+	pool := NewPool(LocalServer(svc, nil), cfg, booter, log)
 	pool.IdlePoll = time.Hour
 	user, err := svc.CreateUser(ctx, "alice", "alice@example.org", false, "")
 	if err != nil {

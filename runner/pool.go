@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -83,6 +84,7 @@ type Pool struct {
 
 	mu   sync.Mutex
 	jobs map[int64]*jobRun
+	busy atomic.Int32 // slots running a job (not counting standbys)
 }
 
 var _ app.JobListener = (*Pool)(nil)
@@ -192,7 +194,12 @@ func (p *Pool) slot() {
 			// Another job may be queued behind this one: let the next
 			// idle slot look too.
 			p.Wake()
+			p.busy.Add(1)
 			p.run(cj)
+			p.busy.Add(-1)
+			if l, ok := p.srv.(interface{ SlotFreed() }); ok {
+				l.SlotFreed()
+			}
 			continue
 		case app.ErrorCode(err) != app.ENOTFOUND:
 			if !errors.Is(context.Cause(p.base), errShutdown) {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"builds/app"
+	"builds/images"
 )
 
 // Server is the builds server as the runner sees it: the Service itself
@@ -70,10 +72,16 @@ type ArtifactWriter interface {
 	Abort()
 }
 
-// LocalServer is the Service of the process the runner is part of.
-func LocalServer(svc *app.Service) Server { return &localServer{svc: svc} }
+// LocalServer is the Service of the process the runner is part of;
+// images lists the images the runner has (nil: it takes every job).
+func LocalServer(svc *app.Service, images func() []app.RunnerImage) Server {
+	return &localServer{svc: svc, images: images}
+}
 
-type localServer struct{ svc *app.Service }
+type localServer struct {
+	svc    *app.Service
+	images func() []app.RunnerImage
+}
 
 func (l *localServer) Start(ctx context.Context, p *Pool) error {
 	jobs, err := l.svc.RecoverJobs(ctx)
@@ -88,7 +96,11 @@ func (l *localServer) Start(ctx context.Context, p *Pool) error {
 }
 
 func (l *localServer) Claim(ctx context.Context) (*app.ClaimedJob, error) {
-	return l.svc.ClaimJob(ctx, l.svc.Config.RunnerName())
+	var imgs []app.RunnerImage
+	if l.images != nil {
+		imgs = l.images()
+	}
+	return l.svc.ClaimJob(ctx, l.svc.Config.RunnerName(), imgs)
 }
 
 func (l *localServer) CurrentJob(ctx context.Context, id int64) (*app.Job, error) {
@@ -160,4 +172,32 @@ func (l *localServer) LookupJob(ctx context.Context, id int64) (*app.Job, *app.U
 		return nil, nil, nil, err
 	}
 	return job, owner, tasks, nil
+}
+
+// CatalogImages returns what cat can boot, by every name it answers to
+// (its aliases too), for the server to hand out only jobs this runner
+// can run.
+func CatalogImages(cat *images.Catalog) func() []app.RunnerImage {
+	return func() []app.RunnerImage {
+		list, err := cat.List()
+		if err != nil {
+			return nil
+		}
+		var out []app.RunnerImage
+		for _, img := range list {
+			out = append(out, app.RunnerImage{Name: img.Name, Arch: img.Arch})
+			for alias, target := range cat.Aliases {
+				if target == img.Name && alias != img.Name {
+					out = append(out, app.RunnerImage{Name: alias, Arch: img.Arch})
+				}
+			}
+		}
+		sort.Slice(out, func(i, j int) bool {
+			if out[i].Name != out[j].Name {
+				return out[i].Name < out[j].Name
+			}
+			return out[i].Arch < out[j].Arch
+		})
+		return out
+	}
 }

@@ -31,7 +31,7 @@ func newSSHHarness(t *testing.T, opts ...func(*app.Config)) *sshHarness {
 	t.Helper()
 	opts = append(opts, func(c *app.Config) { c.Runner.SSHListen = "127.0.0.1:0" })
 	h := newHarness(t, opts...)
-	srv := NewSSHServer(LocalServer(h.svc), h.cfg, h.pool, h.svc.Log)
+	srv := NewSSHServer(LocalServer(h.svc, nil), h.cfg, h.pool, h.svc.Log)
 	if err := srv.Open(); err != nil {
 		t.Fatal(err)
 	}

@@ -125,6 +125,7 @@ func (s *Server) Close() error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.registerAPIRoutes(mux)
+	s.registerWorkerRoutes(mux)
 	s.registerUIRoutes(mux)
 	return s.withMetrics(s.authenticateSession(s.authenticate(s.logRequests(mux))))
 }
@@ -150,7 +151,12 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		// stop a watcher goroutine around each of its statements, which
 		// costs more than the reads (a client that left is noticed by
 		// the handler's context right after).
-		auth, err := s.Service.Authenticate(context.WithoutCancel(r.Context()), strings.TrimSpace(token))
+		token = strings.TrimSpace(token)
+		authenticate := s.Service.Authenticate
+		if strings.HasPrefix(token, app.RunnerTokenPrefix) {
+			authenticate = s.Service.AuthenticateRunner
+		}
+		auth, err := authenticate(context.WithoutCancel(r.Context()), token)
 		if err != nil {
 			if app.ErrorCode(err) == app.EINTERNAL {
 				s.Log.Error("authenticate", "err", err)
