@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,6 +45,9 @@ type Service struct {
 	kickMu   sync.Mutex
 	kick     chan struct{} // closed at the next job change: held runner polls look again
 	logLocks sync.Map      // log path -> *sync.Mutex: remote runners' appends
+	// sshURI is set once a remote runner reports an SSH address with a
+	// port: the API's sshUser is then ssh://<user> (see APISSHUser).
+	sshURI atomic.Bool
 }
 
 // NewService returns a Service; secretKey (32 bytes) encrypts secrets at

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -69,6 +70,39 @@ func (s *Service) Runners(ctx context.Context) ([]*Runner, error) {
 		return nil, err
 	}
 	return s.Store.FindRunners(ctx)
+}
+
+// RunnerStatus is a runner as /admin shows it.
+type RunnerStatus struct {
+	*Runner
+	Live    bool // it polled within the lease
+	Running int  // jobs it holds that run
+}
+
+// RunnerOverview lists the runners that are not revoked, by name, with
+// whether they answer and how many jobs each runs.
+func (s *Service) RunnerOverview(ctx context.Context) ([]RunnerStatus, error) {
+	rs, err := s.Runners(ctx)
+	if err != nil {
+		return nil, err
+	}
+	leases, err := s.Store.FindLeases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held := map[int64]int{}
+	for _, l := range leases {
+		held[l.RunnerID]++
+	}
+	now, lease := s.now(), s.lease()
+	var out []RunnerStatus
+	for _, r := range rs {
+		if r.Revoked == nil {
+			out = append(out, RunnerStatus{Runner: r, Live: r.Live(now, lease), Running: held[r.ID]})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 // RevokeRunner revokes the runner named name (or with that id): its token
@@ -200,6 +234,7 @@ func (s *Service) RunnerPoll(ctx context.Context, rep RunnerReport) (*PollReply,
 		return nil, err
 	}
 	a.Runner.Report = rep
+	s.noteAddress(rep.Address)
 	lease := s.lease()
 	if err := s.Store.RenewLeases(ctx, a.Runner.ID, rep.Running, s.now().Add(lease)); err != nil {
 		return nil, err
@@ -640,6 +675,13 @@ func (s *Service) endLease(ctx context.Context, l *JobLease, runner, reason stri
 // a full term from now: runners polled a server that was down meanwhile,
 // and their jobs must not fail for it.
 func (s *Service) WatchLeases(ctx context.Context) {
+	if rs, err := s.Store.FindRunners(ctx); err == nil {
+		for _, r := range rs {
+			if r.Revoked == nil {
+				s.noteAddress(r.Report.Address)
+			}
+		}
+	}
 	if err := s.Store.ExtendLeases(ctx, s.now().Add(s.lease())); err != nil {
 		s.Log.Error("extend leases", "err", err)
 	}
@@ -655,4 +697,27 @@ func (s *Service) WatchLeases(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// noteAddress takes note of a runner's SSH address: one with a port
+// other than 22 makes the API publish sshUser as ssh://<user>, which
+// `hut builds ssh` then joins with job.runner into a destination URI
+// OpenSSH reads (ssh://builds@host:port). A plain ssh user with host:port
+// would not reach it. The URI form works for port 22 too, so once set it
+// stays set.
+func (s *Service) noteAddress(addr string) {
+	if host, port, err := net.SplitHostPort(addr); err == nil && port != "22" && !strings.Contains(host, ":") {
+		s.sshURI.Store(true)
+	}
+}
+
+// APISSHUser returns Settings.sshUser as the API reports it: the
+// configuration's (Config.APISSHUser), or ssh://<user> once a remote
+// runner listens off port 22 (noteAddress).
+func (s *Service) APISSHUser() string {
+	u := s.Config.APISSHUser()
+	if s.sshURI.Load() && !strings.HasPrefix(u, "ssh://") {
+		return "ssh://" + u
+	}
+	return u
 }

@@ -378,7 +378,7 @@ func (s *RemoteServer) applySettings(st app.RunnerSettings) {
 
 // report is what the next poll says.
 func (s *RemoteServer) report(wait time.Duration) app.RunnerReport {
-	rep := app.RunnerReport{Version: s.opt.Version, Address: s.opt.Config.RunnerName(), WaitMS: int(wait.Milliseconds())}
+	rep := app.RunnerReport{Version: s.opt.Version, Address: s.opt.Config.APIRunner(s.opt.Config.RunnerName()), WaitMS: int(wait.Milliseconds())}
 	if s.opt.Images != nil {
 		rep.Images = s.opt.Images()
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 
 	"builds/app"
 	"builds/web"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // Remote runners on loopback: a server (SQLite, Service, the HTTP API)
@@ -485,4 +488,86 @@ func TestRemotePollWakes(t *testing.T) {
 	if !strings.Contains(body, fmt.Sprintf(`"offer":[%d]`, job.ID)) || took > 10*time.Second {
 		t.Fatalf("poll took %s: %s", took, body)
 	}
+}
+
+// connect through a remote runner: job.runner is the runner's own SSH
+// address (host:port, with sshUser ssh://builds so `hut builds ssh`
+// reaches it), and the runner's SSH server asks the server whose key it
+// is; the owner gets in, anyone else gets "No such job found".
+func TestRemoteConnect(t *testing.T) {
+	e := newRemoteEnv(t)
+	token, _, err := e.svc.CreateRunner(app.SystemContext(context.Background()), "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &remoteRunner{name: "r1", dir: t.TempDir(), token: token}
+	e.startRunner(r, 1)
+	sshd := NewSSHServer(r.srv, r.cfg, r.pool, e.svc.Log)
+	r.cfg.Runner.SSHListen = "127.0.0.1:0"
+	if err := sshd.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sshd.Close() })
+	r.cfg.Runner.SSHListen = sshd.Addr().String()
+	r.cfg.Runner.Name = "127.0.0.1"
+	r.srv.kick() // the next poll reports the address
+
+	alice := newSigner(t)
+	if _, err := e.svc.AddSSHKey(e.ctx, e.user.ID, string(ssh.MarshalAuthorizedKey(alice.PublicKey()))); err != nil {
+		t.Fatal(err)
+	}
+	bob, err := e.svc.CreateUser(app.SystemContext(context.Background()), "bob", "bob@example.org", false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobKey := newSigner(t)
+	if _, err := e.svc.AddSSHKey(app.SystemContext(context.Background()), bob.ID, string(ssh.MarshalAuthorizedKey(bobKey.PublicKey()))); err != nil {
+		t.Fatal(err)
+	}
+	stranger := newSigner(t)
+
+	job := e.submit("image: debian/stable\nshell: true\ntasks:\n  - a: echo task-ran\n")
+	e.waitFor("the shell banner", func() bool { return strings.Contains(e.log(job.ID, ""), "connect "+itoa(job.ID)) })
+	if j := e.waitRunning(job.ID); j.Runner == nil || *j.Runner != sshd.Addr().String() {
+		t.Fatalf("job.runner = %v, want the runner's SSH address %s", j.Runner, sshd.Addr())
+	}
+	if got := e.svc.APISSHUser(); got != "ssh://builds" {
+		t.Fatalf("sshUser = %q, want ssh://builds", got)
+	}
+	if l := e.log(job.ID, ""); !strings.Contains(l, "ssh -t -p "+portOf(sshd.Addr().String())+" builds@127.0.0.1 connect "+itoa(job.ID)) {
+		t.Fatalf("the setup log's connect line does not name the runner:\n%s", l)
+	}
+
+	sh := &sshHarness{harness: e.harness, srv: sshd}
+	if out, st := sh.run(bobKey, "connect "+itoa(job.ID)+" echo in"); st == 0 || !strings.Contains(out, "No such job found.") {
+		t.Fatalf("bob connected to alice's job: %d %q", st, out)
+	}
+	if _, err := sh.dial(stranger, nil); err == nil {
+		t.Fatal("an unknown key logged in")
+	}
+	out, st := sh.run(alice, "connect "+itoa(job.ID)+" echo hello from $USER")
+	if st != 0 || !strings.Contains(out, "Connected to build job #"+itoa(job.ID)) || !strings.Contains(out, "hello from build\n") {
+		t.Fatalf("alice's connect: %d\n%s", st, out)
+	}
+	// her last session logged out: the shell job ends
+	if j := e.waitFinal(job.ID); j.Status != app.JobSuccess {
+		t.Fatalf("after logout: %s", j.Status)
+	}
+}
+
+// waitRunning waits until job id runs and returns it.
+func (e *remoteEnv) waitRunning(id int64) *app.Job {
+	e.t.Helper()
+	var job *app.Job
+	e.waitFor(fmt.Sprintf("job %d to run", id), func() bool {
+		j, err := e.db.FindJobByID(context.Background(), id)
+		job = j
+		return err == nil && j.Status == app.JobRunning
+	})
+	return job
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
 }

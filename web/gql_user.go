@@ -50,7 +50,7 @@ func (g *schemaBuilder) userTypes() {
 		Name: "Settings",
 		Fields: graphql.Fields{
 			"sshUser": {Type: nn(graphql.String), Resolve: func(p graphql.ResolveParams) (any, error) {
-				return g.srv.config().APISSHUser(), nil
+				return g.srv.Service.APISSHUser(), nil
 			}},
 			"buildTimeout": {Type: nn(graphql.String), Resolve: func(p graphql.ResolveParams) (any, error) {
 				return g.srv.config().JobTimeoutString(), nil

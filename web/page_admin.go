@@ -1,7 +1,9 @@
 package web
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 
 	"builds/app"
 )
@@ -22,6 +24,10 @@ type adminPage struct {
 	Cache []app.VMCacheEntry
 	Disk  *app.DiskUsage // nil if it could not be measured
 	Gate  app.DiskGate   // [runner] min-free-disk
+	// Runners are the remote runners (`builds runner-token create`).
+	Runners []app.RunnerStatus
+	// LocalSlots is [runner] slots: the server's own runner.
+	LocalSlots int
 }
 
 // handleAdmin shows administrators every user's unfinished jobs with a
@@ -64,8 +70,38 @@ func (u *ui) handleAdmin(w http.ResponseWriter, r *http.Request) {
 		u.svc.Log.Error("admin: disk use", "err", err)
 	}
 	p.Gate = u.svc.DiskGate()
+	if p.Runners, err = u.svc.RunnerOverview(r.Context()); err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	p.LocalSlots = u.cfg.Runner.Slots
 	if len(p.Jobs) > 0 {
 		p.Refresh = 30
 	}
 	u.render(w, r, http.StatusOK, "admin", p)
+}
+
+// handleRunnerRevoke revokes a remote runner: its token stops working and
+// the jobs it holds fail now.
+func (u *ui) handleRunnerRevoke(w http.ResponseWriter, r *http.Request) {
+	if viewer := app.UserFromContext(r.Context()); viewer == nil || !viewer.Admin {
+		u.renderError(w, r, http.StatusNotFound, "") // as /admin: not there for them
+		return
+	}
+	if err := parseSmallForm(w, r); err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		u.renderError(w, r, http.StatusNotFound, "")
+		return
+	}
+	rn, err := u.svc.RevokeRunner(r.Context(), strconv.FormatInt(id, 10))
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	u.setFlash(w, fmt.Sprintf("Runner %s was revoked.", rn.Name))
+	redirect(w, r, "/admin")
 }

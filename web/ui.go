@@ -69,6 +69,7 @@ func (s *Server) registerUIRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /resubmit/{id}", u.secure(u.login(u.handleResubmit)))
 	mux.Handle("POST /cancel/{id}", u.form(u.login(u.handleCancel)))
 	mux.Handle("GET /admin", u.secure(http.HandlerFunc(u.handleAdmin)))
+	mux.Handle("POST /admin/runners/{id}/revoke", u.form(u.login(u.handleRunnerRevoke)))
 
 	mux.Handle("GET /secrets", u.secure(u.login(u.handleSecrets)))
 	mux.Handle("POST /secrets", u.form(u.login(u.handleSecretAdd)))
