@@ -14,7 +14,12 @@ import (
 var _ app.MaintenanceStore = (*DB)(nil)
 
 // Only jobs in one of finalStatuses (trigger_state.go) are ever pruned,
-// so a running job is never touched.
+// so a running job is never touched. The scans name the indexes of
+// migration 0006 (partial ones hold only what is still to prune) and
+// write "+status" (the unary plus keeps SQLite from walking the (status,
+// id) index instead, which holds every finished job): without table
+// statistics the planner would pick that one, and each pass would read
+// every job.
 
 // CountJobs counts jobs by status (every status, 0 included) and finds
 // the submission time of the oldest queued job. Both reads use the
@@ -66,8 +71,8 @@ func (db *DB) ExpiredArtifacts(ctx context.Context, before time.Time, limit int)
 	}
 	defer t.Rollback()
 	list, err := queryList(ctx, t, scanArtifact, `SELECT a.id, a.created, a.job_id, a.name, a.path, a.size, a.file, a.pruned
-		FROM artifacts a JOIN jobs j ON j.id = a.job_id
-		WHERE a.pruned IS NULL AND a.created < ? AND j.status IN `+finalStatuses+`
+		FROM artifacts a INDEXED BY artifacts_unpruned JOIN jobs j ON j.id = a.job_id
+		WHERE a.pruned IS NULL AND a.created < ? AND +j.status IN `+finalStatuses+`
 		ORDER BY a.created, a.id LIMIT ?`, unix(before), limit)
 	if err != nil {
 		return nil, fmt.Errorf("expired artifacts: %w", err)
@@ -95,8 +100,8 @@ func (db *DB) PruneArtifacts(ctx context.Context, ids []int64) error {
 // ExpiredLogs returns up to limit jobs in a final status that finished
 // before `before` and whose logs are not pruned, oldest first.
 func (db *DB) ExpiredLogs(ctx context.Context, before time.Time, limit int) ([]int64, error) {
-	return db.jobIDs(ctx, "expired logs", `SELECT id FROM jobs
-		WHERE logs_pruned IS NULL AND finished IS NOT NULL AND finished < ? AND status IN `+finalStatuses+`
+	return db.jobIDs(ctx, "expired logs", `SELECT id FROM jobs INDEXED BY jobs_logs_unpruned
+		WHERE logs_pruned IS NULL AND finished IS NOT NULL AND finished < ? AND +status IN `+finalStatuses+`
 		ORDER BY finished, id LIMIT ?`, unix(before), limit)
 }
 
@@ -136,7 +141,7 @@ func (db *DB) LogsPruned(ctx context.Context, jobID int64) (*time.Time, error) {
 // before `before`, oldest first.
 func (db *DB) ExpiredJobs(ctx context.Context, before time.Time, limit int) ([]int64, error) {
 	return db.jobIDs(ctx, "expired jobs", `SELECT id FROM jobs
-		WHERE finished IS NOT NULL AND finished < ? AND status IN `+finalStatuses+`
+		WHERE finished IS NOT NULL AND finished < ? AND +status IN `+finalStatuses+`
 		ORDER BY finished, id LIMIT ?`, unix(before), limit)
 }
 
