@@ -18,6 +18,7 @@ import (
 // spool of logs being sent live in the data dir.
 func (m *Main) cmdRunner(ctx context.Context, args []string) error {
 	fs := m.flagSet("runner")
+	fs.BoolVar(&m.ops.allowRoot, "allow-root", false, "run as root")
 	server := fs.String("server", "", "the builds server's URL (default: [runner] server)")
 	tokenFile := fs.String("token-file", "", "file holding the runner token (default: [runner] token-file, else $BUILDS_RUNNER_TOKEN)")
 	pos, err := parseFlags(fs, args, false)
@@ -38,6 +39,9 @@ func (m *Main) cmdRunner(ctx context.Context, args []string) error {
 		cfg.Runner.TokenFile = *tokenFile
 	}
 	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := m.checkRoot(); err != nil {
 		return err
 	}
 	if cfg.Runner.Server == "" {

@@ -16,7 +16,7 @@ import (
 
 // opsState is what serve starts besides the service proper.
 type opsState struct {
-	allowRoot bool             // serve --allow-root
+	allowRoot bool             // serve (or runner) --allow-root
 	euid      func() int       // os.Geteuid; tests replace it
 	metrics   *metrics.Metrics // nil: metrics off
 	pool      *runner.Pool     // drained at a stop
@@ -28,7 +28,8 @@ the SSH server or the web UI would then own the host. Run it as an unprivileged
 user in the kvm group (see contrib/builds.service), or, knowing this, pass
 --allow-root or set [builds] allow-root = true`
 
-// checkRoot refuses to serve as root unless told so.
+// checkRoot refuses to serve (or run jobs as a runner) as root unless
+// told so.
 func (m *Main) checkRoot() error {
 	euid := os.Geteuid
 	if m.ops.euid != nil {

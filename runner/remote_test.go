@@ -90,6 +90,9 @@ type remoteRunner struct {
 	booter *testBooter
 	net    *flakyTransport
 	closed bool
+	// before, when set, runs once the runner is built and before it
+	// starts: the place to change its configuration
+	before func(*remoteRunner)
 }
 
 // runner registers a runner and starts it.
@@ -128,6 +131,9 @@ func (e *remoteEnv) startRunner(r *remoteRunner, slots int) {
 	r.pool = NewPool(srv, cfg, r.booter, log)
 	r.pool.IdlePoll = time.Hour
 	r.closed = false
+	if r.before != nil {
+		r.before(r)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := r.pool.Start(ctx); err != nil {
@@ -159,6 +165,10 @@ func (e *remoteEnv) ranOn(id int64) string {
 	j, err := e.db.FindJobByID(context.Background(), id)
 	if err != nil || j.Runner == nil {
 		return ""
+	}
+	// job.runner is the runner's SSH address, host:port off port 22
+	if host, _, err := net.SplitHostPort(*j.Runner); err == nil {
+		return host
 	}
 	return *j.Runner
 }
@@ -500,17 +510,18 @@ func TestRemoteConnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &remoteRunner{name: "r1", dir: t.TempDir(), token: token}
+	var sshd *SSHServer
+	r := &remoteRunner{name: "r1", dir: t.TempDir(), token: token, before: func(r *remoteRunner) {
+		sshd = NewSSHServer(r.srv, r.cfg, r.pool, e.svc.Log)
+		r.cfg.Runner.SSHListen = "127.0.0.1:0"
+		if err := sshd.Open(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sshd.Close() })
+		r.cfg.Runner.SSHListen = sshd.Addr().String()
+		r.cfg.Runner.Name = "127.0.0.1"
+	}}
 	e.startRunner(r, 1)
-	sshd := NewSSHServer(r.srv, r.cfg, r.pool, e.svc.Log)
-	r.cfg.Runner.SSHListen = "127.0.0.1:0"
-	if err := sshd.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sshd.Close() })
-	r.cfg.Runner.SSHListen = sshd.Addr().String()
-	r.cfg.Runner.Name = "127.0.0.1"
-	r.srv.kick() // the next poll reports the address
 
 	alice := newSigner(t)
 	if _, err := e.svc.AddSSHKey(e.ctx, e.user.ID, string(ssh.MarshalAuthorizedKey(alice.PublicKey()))); err != nil {
