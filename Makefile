@@ -12,11 +12,14 @@ export BUILDS_BROWSER_TESTS ?= 0
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o builds .
 
+# The store and API tests run on SQLite and, on a throw-away PostgreSQL
+# server that .ci/with-postgres starts when the postgresql package is
+# installed, on PostgreSQL too.
 test:
-	go test -race -count=1 -timeout 35m ./...
+	.ci/with-postgres go test -race -count=1 -timeout 35m ./...
 
 integration:
-	BUILDS_VM_TESTS=1 BUILDS_BROWSER_TESTS=1 go test -count=1 -timeout 35m ./...
+	BUILDS_VM_TESTS=1 BUILDS_BROWSER_TESTS=1 .ci/with-postgres go test -count=1 -timeout 35m ./...
 
 lint:
 	go vet ./...
@@ -25,18 +28,19 @@ lint:
 # Benchmarks, including the VM ones (boot to SSH, submit to first byte,
 # log throughput), which need QEMU and build the test image if needed.
 bench:
-	BUILDS_VM_TESTS=1 go test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./...
+	BUILDS_VM_TESTS=1 .ci/with-postgres go test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./...
 
 run: build
 	./builds serve
 
 # deps installs the Debian packages builds needs on the host: QEMU for the
-# runner, mmdebstrap & co. to build guest images, Chromium for browser tests.
+# runner, mmdebstrap & co. to build guest images, Chromium for browser tests,
+# PostgreSQL for the store's tests on it.
 deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		qemu-system-x86 qemu-utils mmdebstrap e2fsprogs lz4 zstd binutils \
-		tiny-initramfs-core openssh-client git mercurial ca-certificates chromium
+		tiny-initramfs-core openssh-client git mercurial ca-certificates chromium postgresql
 
 clean:
 	rm -f builds

@@ -7,6 +7,7 @@ import (
 
 	"builds/app"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -14,7 +15,8 @@ import (
 // The message tables below are read-only lookups.
 
 // uniqueMessages names each UNIQUE constraint, keyed by the column list
-// SQLite reports ("UNIQUE constraint failed: users.username").
+// SQLite reports ("UNIQUE constraint failed: users.username"); for
+// PostgreSQL, pgConstraintDetail builds the same key.
 var uniqueMessages = map[string]string{
 	"users.username":                "a user with this username already exists",
 	"ssh_keys.fingerprint":          "this SSH key is already registered",
@@ -43,7 +45,8 @@ var foreignKeyMessages = map[string]string{
 	"session":          "user does not exist",
 }
 
-// checkMessages names each CHECK constraint of the schema.
+// checkMessages names each CHECK constraint of the schema, by the
+// constraint name both databases report.
 var checkMessages = map[string]string{
 	"user_admin":              "invalid admin flag",
 	"group_fired":             "invalid fired flag",
@@ -67,7 +70,7 @@ var checkMessages = map[string]string{
 // job"), a unique or foreign key violation ECONFLICT, a CHECK or NOT NULL
 // violation EINVALID. *app.Error values pass through, and any other error
 // is returned unchanged (callers wrap it). It is the one place where
-// SQLite errors become domain errors.
+// database errors become domain errors.
 func formatError(err error, thing string) error {
 	if err == nil {
 		return nil
@@ -79,32 +82,79 @@ func formatError(err error, thing string) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return app.Errorf(app.ENOTFOUND, "no such %s", thing)
 	}
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return err
-	}
-	detail := constraintDetail(se.Error())
-	switch se.Code() {
-	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
-		if msg, ok := uniqueMessages[detail]; ok {
-			return app.Errorf(app.ECONFLICT, "%s", msg)
+	var (
+		se *sqlite.Error
+		pe *pgconn.PgError
+	)
+	switch {
+	case errors.As(err, &se):
+		detail := constraintDetail(se.Error())
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return uniqueError(detail, thing)
+		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+			return foreignKeyError(thing)
+		case sqlite3.SQLITE_CONSTRAINT_CHECK:
+			return checkError(detail, thing)
+		case sqlite3.SQLITE_CONSTRAINT_NOTNULL:
+			_, col, _ := strings.Cut(detail, ".")
+			return app.Errorf(app.EINVALID, "invalid %s: %s is required", thing, col)
 		}
-		return app.Errorf(app.ECONFLICT, "%s already exists", thing)
-	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
-		if msg, ok := foreignKeyMessages[thing]; ok {
-			return app.Errorf(app.ECONFLICT, "%s", msg)
+	case errors.As(err, &pe):
+		// SQLSTATE class 23, integrity constraint violation
+		switch pe.Code {
+		case "23505": // unique_violation
+			return uniqueError(pgConstraintDetail(pe), thing)
+		case "23503": // foreign_key_violation
+			return foreignKeyError(thing)
+		case "23514": // check_violation
+			return checkError(pe.ConstraintName, thing)
+		case "23502": // not_null_violation
+			return app.Errorf(app.EINVALID, "invalid %s: %s is required", thing, pe.ColumnName)
 		}
-		return app.Errorf(app.ECONFLICT, "%s refers to a row that does not exist", thing)
-	case sqlite3.SQLITE_CONSTRAINT_CHECK:
-		if msg, ok := checkMessages[detail]; ok {
-			return app.Errorf(app.EINVALID, "%s", msg)
-		}
-		return app.Errorf(app.EINVALID, "invalid %s", thing)
-	case sqlite3.SQLITE_CONSTRAINT_NOTNULL:
-		_, col, _ := strings.Cut(detail, ".")
-		return app.Errorf(app.EINVALID, "invalid %s: %s is required", thing, col)
 	}
 	return err
+}
+
+func uniqueError(detail, thing string) error {
+	if msg, ok := uniqueMessages[detail]; ok {
+		return app.Errorf(app.ECONFLICT, "%s", msg)
+	}
+	return app.Errorf(app.ECONFLICT, "%s already exists", thing)
+}
+
+func foreignKeyError(thing string) error {
+	if msg, ok := foreignKeyMessages[thing]; ok {
+		return app.Errorf(app.ECONFLICT, "%s", msg)
+	}
+	return app.Errorf(app.ECONFLICT, "%s refers to a row that does not exist", thing)
+}
+
+func checkError(constraint, thing string) error {
+	if msg, ok := checkMessages[constraint]; ok {
+		return app.Errorf(app.EINVALID, "%s", msg)
+	}
+	return app.Errorf(app.EINVALID, "invalid %s", thing)
+}
+
+// pgConstraintDetail builds, from a PostgreSQL unique violation, the key
+// SQLite's message gives ("tasks.job_id, tasks.name"): the table and the
+// columns of its detail, `Key (job_id, name)=(...) already exists.`. The
+// values in that detail are never used (they may be a token's hash).
+func pgConstraintDetail(pe *pgconn.PgError) string {
+	cols, ok := strings.CutPrefix(pe.Detail, "Key (")
+	if !ok || pe.TableName == "" {
+		return ""
+	}
+	cols, _, ok = strings.Cut(cols, ")=(")
+	if !ok {
+		return ""
+	}
+	parts := strings.Split(cols, ", ")
+	for i, c := range parts {
+		parts[i] = pe.TableName + "." + c
+	}
+	return strings.Join(parts, ", ")
 }
 
 // constraintDetail extracts what follows "constraint failed: " in a

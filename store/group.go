@@ -63,7 +63,7 @@ func (db *DB) CreateGroup(ctx context.Context, g *app.JobGroup, jobIDs []int64, 
 
 func createGroup(ctx context.Context, t *tx, g *app.JobGroup) error {
 	id, err := insert(ctx, t, `INSERT INTO job_groups (created, updated, owner_id, note, fired) VALUES (?, ?, ?, ?, ?)`,
-		unix(t.now), unix(t.now), g.OwnerID, nullable(g.Note), g.Fired)
+		unix(t.now), unix(t.now), g.OwnerID, nullable(g.Note), flag(g.Fired))
 	if err != nil {
 		return formatError(err, "job group")
 	}

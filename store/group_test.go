@@ -186,7 +186,7 @@ func TestGroupDeleteKeepsJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	// No method deletes groups alone; check the schema's SET NULL directly.
-	if _, err := db.SQL().Exec(`DELETE FROM job_groups WHERE id = ?`, g.ID); err != nil {
+	if _, err := db.SQL().Exec(db.Rebind(`DELETE FROM job_groups WHERE id = ?`), g.ID); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := db.FindJobByID(ctx, j.ID); err != nil || got.GroupID != nil {

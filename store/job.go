@@ -101,7 +101,7 @@ func createJob(ctx context.Context, t *tx, j *app.Job) error {
 			visibility, image, runner, status, secrets, started, finished, deadline, reason)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		unix(t.now), unix(t.now), j.OwnerID, nullable(j.GroupID), j.Manifest, nullable(j.Note), j.Tags,
-		j.Visibility, j.Image, nullable(j.Runner), j.Status, j.Secrets, unixPtr(j.Started), unixPtr(j.Finished),
+		j.Visibility, j.Image, nullable(j.Runner), j.Status, flag(j.Secrets), unixPtr(j.Started), unixPtr(j.Finished),
 		unixPtr(j.Deadline), j.Reason)
 	if err != nil {
 		return formatError(err, "job")
@@ -194,14 +194,15 @@ func jobWhere(f app.JobFilter) (where []string, args []any, err error) {
 }
 
 // searchClause returns the WHERE clause and argument for one search term.
-// LIKE matches are substring matches, case-insensitive for ASCII.
+// LIKE matches are substring matches, case-insensitive for ASCII (ILIKE
+// on PostgreSQL, dialect.go).
 func searchClause(term app.SearchTerm) (string, any, error) {
 	var clause string
 	arg := any("%" + escapeLike(term.Value) + "%")
 	switch term.Key {
 	case "":
 		// A job without a note matches "!word" but never "word".
-		clause = `ifnull(note, '') LIKE ? ESCAPE '\'`
+		clause = `coalesce(note, '') LIKE ? ESCAPE '\'`
 	case "image":
 		clause = `image LIKE ? ESCAPE '\'`
 	case "tags":
@@ -312,7 +313,7 @@ func updateJob(ctx context.Context, t *tx, id int64, from []app.JobStatus, upd a
 	args = append(args, id)
 	if from != nil {
 		if len(from) == 0 {
-			query += ` AND 0`
+			query += ` AND 1 = 0`
 		} else {
 			query += ` AND status IN (` + placeholders(len(from)) + `)`
 			args = append(args, anySlice(from)...)
@@ -346,9 +347,14 @@ func (db *DB) ClaimJob(ctx context.Context, from []app.JobStatus, upd app.JobUpd
 	if len(from) == 0 {
 		return nil, app.Errorf(app.ENOTFOUND, "no job to claim")
 	}
+	// On PostgreSQL, a job another claim has locked is passed over rather
+	// than waited for (and then lost); SQLite has one writer at a time.
+	q := `SELECT id FROM jobs WHERE status IN (` + placeholders(len(from)) + `) ORDER BY id LIMIT 1`
+	if db.postgres {
+		q += ` FOR UPDATE SKIP LOCKED`
+	}
 	var id int64
-	err = t.QueryRowContext(ctx, `SELECT id FROM jobs WHERE status IN (`+placeholders(len(from))+`) ORDER BY id LIMIT 1`,
-		anySlice(from)...).Scan(&id)
+	err = t.QueryRowContext(ctx, q, anySlice(from)...).Scan(&id)
 	if err != nil {
 		// No row means an empty queue: "no such queued job".
 		return nil, fmt.Errorf("claim job: %w", formatError(err, "queued job"))

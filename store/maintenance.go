@@ -218,6 +218,9 @@ func (db *DB) jobIDs(ctx context.Context, op, query string, args ...any) ([]int6
 // in a read transaction, so writers go on meanwhile. The copy is made
 // 0600 before SQLite writes to it.
 func (db *DB) Backup(ctx context.Context, path string) error {
+	if db.postgres {
+		return app.Errorf(app.EINVALID, "backup database: the database is on PostgreSQL: back it up with pg_dump")
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("backup database: %w", err)

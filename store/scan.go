@@ -171,11 +171,21 @@ func execOne(ctx context.Context, t *tx, query string, args ...any) error {
 	return nil
 }
 
-// insert runs an INSERT and returns the new row's id.
+// insert runs an INSERT and returns the new row's id, which it reads
+// with RETURNING: PostgreSQL has no last insert id.
 func insert(ctx context.Context, t *tx, query string, args ...any) (int64, error) {
-	res, err := t.ExecContext(ctx, query, args...)
-	if err != nil {
+	var id int64
+	if err := t.QueryRowContext(ctx, query+` RETURNING id`, args...).Scan(&id); err != nil {
 		return 0, err
 	}
-	return res.LastInsertId()
+	return id, nil
+}
+
+// flag converts a boolean to the stored form, INTEGER 0 or 1, on both
+// databases (PostgreSQL does not take a Go bool for an integer column).
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

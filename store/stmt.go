@@ -19,10 +19,23 @@ const maxStmts = 256
 // it is used on and closes it with the connection.
 type stmtCache struct {
 	db *sql.DB
+	// rewrite translates a query text to the database's dialect before it
+	// is prepared (dialect.go); the cache is keyed by the text as written.
+	rewrite func(string) string
 	// mu is held, for reading, by every use (see use), so that an eviction
 	// never closes a statement between its lookup and its use.
 	mu sync.RWMutex
 	m  map[string]*sql.Stmt
+}
+
+// newStmtCache returns an empty cache of statements on db, translated
+// for PostgreSQL if postgres.
+func newStmtCache(db *sql.DB, postgres bool) *stmtCache {
+	c := &stmtCache{db: db, m: map[string]*sql.Stmt{}, rewrite: func(q string) string { return q }}
+	if postgres {
+		c.rewrite = toPostgres
+	}
+	return c
 }
 
 // use calls f with the prepared statement of query. f should only bind
@@ -40,7 +53,7 @@ func (c *stmtCache) use(ctx context.Context, query string, f func(*sql.Stmt)) er
 		return nil
 	}
 	c.mu.RUnlock()
-	s, err := c.db.PrepareContext(ctx, query)
+	s, err := c.db.PrepareContext(ctx, c.rewrite(query))
 	if err != nil {
 		return err
 	}
@@ -94,9 +107,18 @@ func (t *tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.
 func (t *tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	s, err := t.stmt(ctx, query)
 	if err != nil {
-		return t.Tx.QueryRowContext(ctx, query, args...)
+		return t.Tx.QueryRowContext(ctx, t.stmts.rewrite(query), args...)
 	}
 	return s.QueryRowContext(ctx, args...)
+}
+
+// ExecContext runs query in t through the statement cache.
+func (t *tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	s, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.ExecContext(ctx, args...)
 }
 
 // querier runs statements through the statement cache: a transaction
@@ -132,7 +154,7 @@ func (a autocommit) QueryContext(ctx context.Context, query string, args ...any)
 func (a autocommit) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	var row *sql.Row
 	if err := a.stmts.use(ctx, query, func(s *sql.Stmt) { row = s.QueryRowContext(ctx, args...) }); err != nil {
-		return a.stmts.db.QueryRowContext(ctx, query, args...)
+		return a.stmts.db.QueryRowContext(ctx, a.stmts.rewrite(query), args...)
 	}
 	return row
 }

@@ -10,6 +10,7 @@ import (
 
 	"builds/app"
 	"builds/store"
+	"builds/store/storetest"
 )
 
 // now is the fixed clock of test databases; the sub-second part checks
@@ -19,14 +20,16 @@ var now = time.Date(2024, 5, 6, 7, 8, 9, 500_000_000, time.UTC)
 // nowSec is now as stored.
 var nowSec = now.Truncate(time.Second)
 
-// MustOpenDB opens a database in a fresh temporary directory with a fixed
-// clock.
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+// MustOpenDB opens a fresh database, SQLite or PostgreSQL as the pass
+// goes (storetest.Main), with a fixed clock.
 func MustOpenDB(tb testing.TB) *store.DB {
 	tb.Helper()
-	return MustOpenDBAt(tb, filepath.Join(tb.TempDir(), "builds.db"))
+	return MustOpenDBAt(tb, storetest.Source(tb))
 }
 
-// MustOpenDBAt opens the database at path with a fixed clock.
+// MustOpenDBAt opens the database at path (or URL) with a fixed clock.
 func MustOpenDBAt(tb testing.TB, path string) *store.DB {
 	tb.Helper()
 	db, err := store.Open(context.Background(), path)
@@ -91,6 +94,7 @@ func ptr[T any](v T) *T { return &v }
 
 func TestOpen(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
+		storetest.SQLiteOnly(t)
 		db := MustOpenDB(t)
 		defer MustCloseDB(t, db)
 		var mode string
@@ -108,6 +112,7 @@ func TestOpen(t *testing.T) {
 	})
 
 	t.Run("CreatesParentDirs", func(t *testing.T) {
+		storetest.SQLiteOnly(t)
 		// '?' and '#' would end the file name in a plain DSN.
 		path := filepath.Join(t.TempDir(), "a?b#c d", "x", "builds.db")
 		db := MustOpenDBAt(t, path)
@@ -124,7 +129,7 @@ func TestOpen(t *testing.T) {
 	})
 
 	t.Run("MigrationsIdempotent", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "builds.db")
+		path := storetest.Source(t)
 		db := MustOpenDBAt(t, path)
 		u := MustCreateUser(t, db, "alice")
 		MustCloseDB(t, db)
@@ -135,7 +140,11 @@ func TestOpen(t *testing.T) {
 		if err := db.SQL().QueryRow(`SELECT count(*) FROM migrations`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		files, _ := filepath.Glob("migrations/*.sql")
+		dir := "migrations/sqlite"
+		if db.Postgres() {
+			dir = "migrations/postgres"
+		}
+		files, _ := filepath.Glob(dir + "/*.sql")
 		if n != len(files) || n == 0 {
 			t.Fatalf("migrations recorded = %d, want %d", n, len(files))
 		}
@@ -145,7 +154,7 @@ func TestOpen(t *testing.T) {
 	})
 
 	t.Run("ErrNewerSchema", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "builds.db")
+		path := storetest.Source(t)
 		db := MustOpenDBAt(t, path)
 		if _, err := db.SQL().Exec(`INSERT INTO migrations (name, applied) VALUES ('9999_future.sql', 0)`); err != nil {
 			t.Fatal(err)

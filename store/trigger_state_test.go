@@ -2,13 +2,13 @@ package store_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"builds/app"
+	"builds/store/storetest"
 )
 
 // jobIDs returns the ids of jobs, in order.
@@ -96,6 +96,7 @@ func TestFindJobsAwaitingTriggers(t *testing.T) {
 		}
 	})
 	t.Run("UsesPartialIndex", func(t *testing.T) {
+		storetest.SQLiteOnly(t) // PostgreSQL plans from statistics
 		// The query of FindJobsAwaitingTriggers names the index; this
 		// checks that SQLite can use it for that WHERE clause.
 		rows, err := db.SQL().Query(`EXPLAIN QUERY PLAN SELECT id FROM jobs INDEXED BY jobs_triggers_pending
@@ -199,7 +200,7 @@ func TestMarkTriggersDone(t *testing.T) {
 // and checks that jobs which finished under the old code are not resumed.
 func TestMigrationTriggerState(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "builds.db")
+	path := storetest.Source(t)
 	db := MustOpenDBAt(t, path)
 	// Undo 0003, as if the database was written by the previous version.
 	for _, q := range []string{

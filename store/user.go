@@ -40,7 +40,7 @@ func (db *DB) CreateUser(ctx context.Context, u *app.User) error {
 func createUser(ctx context.Context, t *tx, u *app.User) error {
 	id, err := insert(ctx, t, `INSERT INTO users (created, updated, username, email, url, location, bio, admin, password_hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		unix(t.now), unix(t.now), u.Username, u.Email, u.URL, u.Location, u.Bio, u.Admin, u.PasswordHash)
+		unix(t.now), unix(t.now), u.Username, u.Email, u.URL, u.Location, u.Bio, flag(u.Admin), u.PasswordHash)
 	if err != nil {
 		return formatError(err, "user")
 	}
@@ -122,7 +122,7 @@ func updateUser(ctx context.Context, t *tx, id int64, upd app.UserUpdate) (*app.
 		add("password_hash", *v)
 	}
 	if v := upd.Admin; v != nil {
-		add("admin", *v)
+		add("admin", flag(*v))
 	}
 	if v := upd.URL; v != nil {
 		add("url", *v)

@@ -118,8 +118,13 @@ func (db *DB) FindWebhooksForEvent(ctx context.Context, userID int64, event app.
 		return nil, fmt.Errorf("find webhooks: %w", err)
 	}
 	defer t.Rollback()
+	// events is a JSON array of names; each database has its own JSON functions
+	has := `EXISTS (SELECT 1 FROM json_each(events) WHERE value = ?)`
+	if db.postgres {
+		has = `EXISTS (SELECT 1 FROM json_array_elements_text(events::json) AS e (value) WHERE value = ?)`
+	}
 	list, err := queryList(ctx, t, scanWebhook, `SELECT `+webhookColumns+` FROM webhook_subscriptions
-		WHERE user_id = ? AND EXISTS (SELECT 1 FROM json_each(events) WHERE value = ?) ORDER BY id`, userID, event)
+		WHERE user_id = ? AND `+has+` ORDER BY id`, userID, event)
 	if err != nil {
 		return nil, fmt.Errorf("find webhooks of user %d for %s: %w", userID, event, formatError(err, "webhook"))
 	}
