@@ -13,19 +13,21 @@ import (
 const Keyserver = "hkps://keyserver.ubuntu.com"
 
 // InstallCommand returns the shell command that installs packages in the
-// guest as the build user. apt lists are baked into images, so it tries the
-// install first and refreshes the lists (apt-get update, 18-33 s under TCG)
-// only when that fails, saying so in the log first. Package names are
-// shell-quoted.
+// guest as the build user, with the image's family's package manager
+// (family.go has the others; apt here). apt lists are baked into images,
+// so it tries the install first and refreshes the lists (apt-get update,
+// 18-33 s under TCG) only when that fails, saying so in the log first.
+// Package names are shell-quoted.
 func (img *Image) InstallCommand(pkgs []string) string {
-	q := make([]string, len(pkgs))
-	for i, p := range pkgs {
-		q[i] = shellQuote(p)
+	if f := img.family(); f != FamilyApt {
+		return installCommand(f, pkgs)
 	}
-	install := "sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q " + strings.Join(q, " ")
-	retry := "echo 'Installing packages failed; refreshing the package lists (apt-get update) and retrying'"
-	return install + " || { " + retry + " && sudo apt-get update -q && " + install + "; }"
+	return withRetry("sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "+quoteAll(pkgs),
+		"sudo apt-get update -q", "apt-get update")
 }
+
+// maxRepoSource bounds a repository's source text: a URL or two and a key.
+const maxRepoSource = 4096
 
 var (
 	repoNameRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -36,7 +38,8 @@ var (
 	shellSafeRe = regexp.MustCompile(`^[A-Za-z0-9._/:=+@%^,-]+$`)
 )
 
-// AddRepoCommand returns the shell command that adds an apt repository.
+// AddRepoCommand returns the shell command that adds a repository in the
+// image family's syntax (family.go for the others); for apt:
 // source is builds.sr.ht's "url suite component [key-fingerprint]"
 // (behaviour.md §3.6), optionally preceded by an apt options block such as
 // "[trusted=yes]" for sites without a keyserver. With a key, it is fetched
@@ -44,6 +47,12 @@ var (
 // signed-by; without one the repository must be signed by a key the image
 // already trusts. The lists are refreshed afterwards.
 func (img *Image) AddRepoCommand(name, source string) (string, error) {
+	if len(source) > maxRepoSource {
+		return "", fmt.Errorf("repository %.64s: source is %d bytes, at most %d", name, len(source), maxRepoSource)
+	}
+	if f := img.family(); f != FamilyApt {
+		return addRepoCommand(f, name, source)
+	}
 	if !repoNameRe.MatchString(name) {
 		return "", fmt.Errorf("repository name %q: use letters, digits, . _ -", name)
 	}

@@ -51,7 +51,20 @@ type Metadata struct {
 	// port, ControlPort), "" if it has none: then jobs never resume it
 	// from a snapshot, they always boot.
 	Control string `json:"control,omitempty"`
+	// Family is the package manager family ("" = FamilyApt).
+	Family Family `json:"family,omitempty"`
+	// Firmware is how an image without a kernel of its own boots:
+	// FirmwareBIOS (SeaBIOS) or FirmwareUEFI (OVMF) start the disk's own
+	// bootloader; "" means direct kernel boot (Kernel is required).
+	Firmware string `json:"firmware,omitempty"`
 }
+
+// Firmware boots of images that bring their own bootloader (imported
+// cloud images).
+const (
+	FirmwareBIOS = "bios"
+	FirmwareUEFI = "uefi"
+)
 
 // Validate checks that the metadata names files inside the image directory
 // and has what booting needs.
@@ -65,11 +78,19 @@ func (m *Metadata) Validate() error {
 	for _, f := range []struct{ key, val string }{
 		{"kernel", m.Kernel}, {"initrd", m.Initrd}, {"disk", m.Disk},
 	} {
-		if f.val == "" && f.key != "initrd" {
+		if f.val == "" && f.key != "initrd" && !(f.key == "kernel" && m.Firmware != "") {
 			return fmt.Errorf("metadata: %s is empty", f.key)
 		}
 		if f.val != "" && !safeFileName(f.val) {
 			return fmt.Errorf("metadata: %s %q is not a plain file name", f.key, f.val)
+		}
+	}
+	if m.Firmware != "" && m.Firmware != FirmwareBIOS && m.Firmware != FirmwareUEFI {
+		return fmt.Errorf("metadata: firmware %q: want %s or %s", m.Firmware, FirmwareBIOS, FirmwareUEFI)
+	}
+	if m.Family != "" {
+		if _, err := ParseFamily(string(m.Family)); err != nil {
+			return fmt.Errorf("metadata: %w", err)
 		}
 	}
 	if m.ReadyMarker == "" {
@@ -120,8 +141,14 @@ type Image struct {
 // Disk returns the path of the read-only base disk.
 func (img *Image) Disk() string { return filepath.Join(img.Dir, img.Meta.Disk) }
 
-// Kernel returns the path of the kernel for direct boot.
-func (img *Image) Kernel() string { return filepath.Join(img.Dir, img.Meta.Kernel) }
+// Kernel returns the path of the kernel for direct boot, "" for an image
+// booted through firmware.
+func (img *Image) Kernel() string {
+	if img.Meta.Kernel == "" {
+		return ""
+	}
+	return filepath.Join(img.Dir, img.Meta.Kernel)
+}
 
 // Initrd returns the path of the initrd, or "" when the image has none.
 func (img *Image) Initrd() string {
