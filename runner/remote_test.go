@@ -32,11 +32,14 @@ type remoteEnv struct {
 	stopWait context.CancelFunc
 }
 
-func newRemoteEnv(t *testing.T) *remoteEnv {
+func newRemoteEnv(t *testing.T, configure ...func(*app.Config)) *remoteEnv {
 	t.Helper()
 	h := openHarness(t, func(c *app.Config) {
 		c.Runner.Slots = 0
 		c.Runner.Lease = 3 * time.Second
+		for _, f := range configure {
+			f(c)
+		}
 	})
 	e := &remoteEnv{harness: h}
 	e.startServer("127.0.0.1:0")
@@ -52,7 +55,9 @@ func (e *remoteEnv) startServer(addr string) {
 		e.t.Fatal(err)
 	}
 	e.addr = strings.TrimPrefix(e.web.URL(), "http://")
-	e.cfg.Builds.Origin = e.web.URL()
+	if e.cfg.Builds.Origin != e.web.URL() { // the first start; a restart keeps its address
+		e.cfg.Builds.Origin = e.web.URL()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.stopWait = cancel
 	go e.svc.WatchLeases(ctx)
@@ -221,7 +226,6 @@ func TestRemoteRunners(t *testing.T) {
 
 	// r1 dies mid-job: its job fails once the lease runs out, with the
 	// reason in its setup log; the rest finish on r2
-	r2.pool.cfg.Runner.Slots = 2
 	long := e.submit("image: debian/stable\ntasks:\n  - long: |\n      echo started\n      sleep 300\n")
 	e.waitFor("the long job to start", func() bool { return strings.Contains(e.log(long.ID, "long"), "started") })
 	victim := e.ranOn(long.ID)
@@ -263,8 +267,8 @@ func TestRemoteRunners(t *testing.T) {
 // A runner restarted while it ran a job ends that job at once, with the
 // reason, rather than when the lease runs out.
 func TestRemoteRunnerRestart(t *testing.T) {
-	e := newRemoteEnv(t)
-	e.cfg.Runner.Lease = time.Hour // the lease must not be what ends it
+	// the lease must not be what ends it
+	e := newRemoteEnv(t, func(c *app.Config) { c.Runner.Lease = time.Hour })
 	r := e.runner("r1", 1)
 	job := e.submit("image: debian/stable\ntasks:\n  - long: |\n      echo started\n      sleep 300\n")
 	e.waitFor("the job to start", func() bool { return strings.Contains(e.log(job.ID, "long"), "started") })
