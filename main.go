@@ -83,7 +83,7 @@ func (m *Main) open(ctx context.Context) error {
 	if err := privateDir(m.Config.Builds.DataDir); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	db, err := store.Open(ctx, filepath.Join(m.Config.Builds.DataDir, "builds.db"))
+	db, err := store.Open(ctx, m.Config.DatabaseSource())
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}

@@ -38,6 +38,7 @@ type BuildsConfig struct {
 	Origin    string // public base URL, no trailing slash
 	Listen    string // HTTP listen address
 	DataDir   string // database, logs, artifacts, keys
+	Database  string // "" = SQLite in <data-dir>/builds.db; a SQLite path, or a postgres:// URL
 	SiteName  string // name shown in the UI
 	LogLevel  string // debug|info|warn|error
 	LogFormat string // text|json
@@ -261,6 +262,8 @@ func (c *Config) validateBuilds() error {
 		return bad("builds", "listen", "%v", checkAddr(b.Listen))
 	case b.DataDir == "":
 		return bad("builds", "data-dir", "must not be empty")
+	case checkDatabase(b.Database) != nil:
+		return bad("builds", "database", "%v", checkDatabase(b.Database))
 	case strings.TrimSpace(b.SiteName) == "":
 		return bad("builds", "site-name", "must not be empty")
 	case !slices.Contains([]string{"debug", "info", "warn", "error"}, b.LogLevel):
@@ -441,8 +444,71 @@ func (c *Config) RunnerName() string {
 	return "localhost"
 }
 
+// DatabaseSource returns what store.Open takes: [builds] database, or
+// the SQLite file builds.db in the data dir when that is empty.
+func (c *Config) DatabaseSource() string {
+	if c.Builds.Database == "" {
+		return filepath.Join(c.Builds.DataDir, "builds.db")
+	}
+	return c.Builds.Database
+}
+
+// DatabaseIsPostgres reports whether [builds] database is a PostgreSQL
+// URL (postgres:// or postgresql://); otherwise it is a SQLite file.
+func (c *Config) DatabaseIsPostgres() bool { return isPostgresURL(c.Builds.Database) }
+
+func isPostgresURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// checkDatabase checks [builds] database: empty, a SQLite path, or a
+// PostgreSQL URL that names a host (or a ?host= socket directory) and a
+// database.
+func checkDatabase(s string) error {
+	switch {
+	case s == "":
+		return nil
+	case strings.Contains(s, "://") && !isPostgresURL(s):
+		scheme, _, _ := strings.Cut(s, "://")
+		return fmt.Errorf("unsupported database %q: want a postgres:// URL, or a SQLite file path", scheme+"://")
+	case !isPostgresURL(s):
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("invalid PostgreSQL URL") // err quotes the URL, password included
+	}
+	if u.Host == "" && u.Query().Get("host") == "" {
+		return fmt.Errorf("PostgreSQL URL %s names no host (postgres://user:password@host/dbname, or ?host=/socket/dir)", u.Redacted())
+	}
+	if strings.Trim(u.Path, "/") == "" && u.Query().Get("dbname") == "" {
+		return fmt.Errorf("PostgreSQL URL %s names no database (postgres://user:password@host/dbname)", u.Redacted())
+	}
+	return nil
+}
+
+// RedactedDatabase is [builds] database fit for logs and pages: a URL
+// without its password.
+func (c *Config) RedactedDatabase() string {
+	if !c.DatabaseIsPostgres() {
+		return c.DatabaseSource()
+	}
+	u, err := url.Parse(c.Builds.Database)
+	if err != nil {
+		return "postgres://(invalid URL)"
+	}
+	return u.Redacted()
+}
+
 // Abs makes every path in c absolute, relative to the current directory.
 func (c *Config) Abs() error {
+	if c.Builds.Database != "" && !c.DatabaseIsPostgres() {
+		abs, err := filepath.Abs(c.Builds.Database)
+		if err != nil {
+			return fmt.Errorf("resolve path %s: %w", c.Builds.Database, err)
+		}
+		c.Builds.Database = abs
+	}
 	paths := []*string{&c.Builds.DataDir, &c.Builds.SecretKey, &c.Runner.WorkDir, &c.Runner.CacheDir, &c.Runner.TokenFile, &c.Images.Dir, &c.Mail.PGPKey}
 	for i := range c.Images.ExtraCA {
 		paths = append(paths, &c.Images.ExtraCA[i])

@@ -255,6 +255,13 @@ func configSchema() []configSection {
 				get: func(c *Config) string { return c.Builds.Origin }},
 			stringField("listen", func(c *Config) *string { return &c.Builds.Listen }),
 			stringField("data-dir", func(c *Config) *string { return &c.Builds.DataDir }),
+			{key: "database", set: func(c *Config, v string) error { c.Builds.Database = v; return nil },
+				get: func(c *Config) string {
+					if c.Builds.Database == "" {
+						return ""
+					}
+					return c.RedactedDatabase()
+				}},
 			stringField("site-name", func(c *Config) *string { return &c.Builds.SiteName }),
 			stringField("log-level", func(c *Config) *string { return &c.Builds.LogLevel }),
 			stringField("log-format", func(c *Config) *string { return &c.Builds.LogFormat }),

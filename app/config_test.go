@@ -281,6 +281,13 @@ func TestConfigValidate(t *testing.T) {
 		{"RunnerNameWithAt", func(c *Config) { c.Runner.Name = "a@b" }, `runner.name: invalid host name "a@b"`},
 		{"SlotsZeroDisables", func(c *Config) { c.Runner.Slots = 0 }, ""},
 		{"SSHDisabled", func(c *Config) { c.Runner.SSHListen = "" }, ""},
+		{"DatabaseSQLitePath", func(c *Config) { c.Builds.Database = "/srv/builds.db" }, ""},
+		{"DatabasePostgres", func(c *Config) { c.Builds.Database = "postgres://builds:pw@db.example.org/builds" }, ""},
+		{"DatabasePostgresSocket", func(c *Config) { c.Builds.Database = "postgresql:///builds?host=/run/postgresql" }, ""},
+		{"DatabaseMySQL", func(c *Config) { c.Builds.Database = "mysql://u:pw@h/db" }, `builds.database: unsupported database "mysql://": want a postgres:// URL, or a SQLite file path`},
+		{"DatabaseNoHost", func(c *Config) { c.Builds.Database = "postgres:///builds" }, `builds.database: PostgreSQL URL postgres:///builds names no host (postgres://user:password@host/dbname, or ?host=/socket/dir)`},
+		{"DatabaseNoName", func(c *Config) { c.Builds.Database = "postgres://u:secret@h" }, `builds.database: PostgreSQL URL postgres://u:xxxxx@h names no database (postgres://user:password@host/dbname)`},
+		{"DatabaseBadURL", func(c *Config) { c.Builds.Database = "postgres://u:sec%zzret@h/db" }, `builds.database: invalid PostgreSQL URL`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -488,5 +495,30 @@ func TestFormatDuration(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// [builds] database: the SQLite file in the data dir by default, and a
+// PostgreSQL URL's password never printed back.
+func TestConfigDatabase(t *testing.T) {
+	c, err := ParseConfig([]byte("[builds]\ndata-dir = /srv/b\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.DatabaseSource(); got != "/srv/b/builds.db" || c.DatabaseIsPostgres() {
+		t.Errorf("default database %q", got)
+	}
+	c, err = ParseConfig([]byte("[builds]\ndatabase = postgres://builds:hunter2@db/builds\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.DatabaseIsPostgres() || c.DatabaseSource() != "postgres://builds:hunter2@db/builds" {
+		t.Errorf("database %q", c.DatabaseSource())
+	}
+	if d := c.Dump(); strings.Contains(d, "hunter2") || !strings.Contains(d, "database = postgres://builds:xxxxx@db/builds") {
+		t.Errorf("Dump shows the password or not the URL:\n%s", d)
+	}
+	if r := c.RedactedDatabase(); strings.Contains(r, "hunter2") {
+		t.Errorf("RedactedDatabase = %q", r)
 	}
 }

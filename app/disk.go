@@ -69,12 +69,17 @@ func (s *Service) measureDisk() (*DiskUsage, error) {
 	for _, k := range kinds {
 		*k.n = dirSize(k.dir)
 	}
-	db := filepath.Join(cfg.Builds.DataDir, "builds.db")
-	for _, p := range []string{db, db + "-wal", db + "-shm"} {
-		u.Database += diskSize(p)
-	}
 	u.Total = dirSize(cfg.Builds.DataDir)
-	u.Other = u.Total - u.Database
+	u.Other = u.Total
+	if !cfg.DatabaseIsPostgres() { // a PostgreSQL database is not on this disk
+		db := cfg.DatabaseSource()
+		for _, p := range []string{db, db + "-wal", db + "-shm"} {
+			u.Database += diskSize(p)
+		}
+		if within(cfg.Builds.DataDir, db) {
+			u.Other -= u.Database
+		}
+	}
 	for _, k := range kinds {
 		if within(cfg.Builds.DataDir, k.dir) {
 			u.Other -= *k.n

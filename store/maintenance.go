@@ -157,7 +157,7 @@ func (db *DB) DeleteJobs(ctx context.Context, ids []int64) ([]int64, error) {
 		return nil, fmt.Errorf("delete jobs: %w", err)
 	}
 	defer t.Rollback()
-	rows, err := t.Tx.QueryContext(ctx, `DELETE FROM jobs WHERE status IN `+finalStatuses+` AND id IN (`+placeholders(len(ids))+`) RETURNING id`, anySlice(ids)...)
+	rows, err := t.Tx.QueryContext(ctx, t.stmts.rewrite(`DELETE FROM jobs WHERE status IN `+finalStatuses+` AND id IN (`+placeholders(len(ids))+`) RETURNING id`), anySlice(ids)...)
 	if err != nil {
 		return nil, fmt.Errorf("delete jobs: %w", err)
 	}
@@ -216,10 +216,12 @@ func (db *DB) jobIDs(ctx context.Context, op, query string, args ...any) ([]int6
 // Backup writes a consistent copy of the database to path (which must
 // not exist) while it is in use: SQLite's VACUUM INTO reads one snapshot
 // in a read transaction, so writers go on meanwhile. The copy is made
-// 0600 before SQLite writes to it.
+// 0600 before SQLite writes to it. On PostgreSQL the copy is a SQLite
+// file too, written from one REPEATABLE READ snapshot (copy.go), so that
+// a backup restores into either database.
 func (db *DB) Backup(ctx context.Context, path string) error {
 	if db.postgres {
-		return app.Errorf(app.EINVALID, "backup database: the database is on PostgreSQL: back it up with pg_dump")
+		return db.backupPostgres(ctx, path)
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
