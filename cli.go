@@ -31,6 +31,7 @@ commands:
   layer list | rm KEY... | prune  manage the package layers jobs reuse
   runner -server URL [-token-file F]  run this host as a remote runner of a server
   runner-token create NAME | list | revoke NAME  manage remote runners (on the server)
+  db copy --to DEST [--from SRC]  copy the database (to PostgreSQL, or back to SQLite)
   config dump                  print the effective configuration
   version
 
@@ -113,6 +114,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return m.cmdRunner(ctx, rest)
 	case "runner-token":
 		return m.cmdRunnerToken(ctx, rest)
+	case "db":
+		return m.cmdDB(ctx, rest)
 	}
 	return usagef("unknown command %q", cmd)
 }

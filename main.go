@@ -144,7 +144,16 @@ func (m *Main) cmdServe(ctx context.Context, args []string) error {
 	if err := m.checkRoot(); err != nil {
 		return err
 	}
+	if err := privateDir(m.Config.Builds.DataDir); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	lock, err := lockDataDir(m.Config.Builds.DataDir)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	m.closers = append(m.closers, lock.Close)
 	if err := m.open(ctx); err != nil {
+		m.Close()
 		return err
 	}
 	defer m.Close()

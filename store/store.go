@@ -42,6 +42,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"builds/app"
@@ -59,6 +60,13 @@ type DB struct {
 	db       *sql.DB
 	stmts    *stmtCache
 	postgres bool // PostgreSQL, not SQLite (see dialect.go)
+
+	// writer is held by the one SQLite write transaction of this
+	// process (nil on PostgreSQL): writers queue here, in order, instead
+	// of polling SQLite's lock in busy_timeout's sleeps, where under load
+	// an unlucky writer can miss every release for the whole timeout.
+	// busy_timeout still covers other processes (the CLI's commands).
+	writer chan struct{}
 
 	// Now returns the current time. Tests replace it to fix time; every
 	// transaction reads it once (see tx.now).
@@ -98,7 +106,7 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	// Opening a connection runs the DSN pragmas; keep a few idle ones so
 	// concurrent readers do not pay that on every request.
 	sdb.SetMaxIdleConns(4)
-	db := &DB{db: sdb, stmts: newStmtCache(sdb, false), Now: time.Now}
+	db := &DB{db: sdb, stmts: newStmtCache(sdb, false), writer: make(chan struct{}, 1), Now: time.Now}
 	if err := sdb.PingContext(ctx); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
@@ -174,6 +182,7 @@ type tx struct {
 	now      time.Time
 	stmts    *stmtCache // QueryContext, QueryRowContext and ExecContext go through it (stmt.go)
 	postgres bool
+	release  func() // lets the next SQLite writer in (DB.writer); nil for reads and on PostgreSQL
 }
 
 // begin starts a transaction. On SQLite, read-only transactions use a
@@ -183,11 +192,52 @@ type tx struct {
 // names the state it moves from (a claim, a transition), so concurrent
 // writers cannot both win.
 func (db *DB) begin(ctx context.Context, write bool) (*tx, error) {
+	var release func()
+	if write && db.writer != nil {
+		wait := time.NewTimer(writerWait)
+		defer wait.Stop()
+		select {
+		case db.writer <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("begin transaction: %w", ctx.Err())
+		case <-wait.C:
+			return nil, fmt.Errorf("begin transaction: another write held the database for %s", writerWait)
+		}
+		var once sync.Once
+		release = func() { once.Do(func() { <-db.writer }) }
+	}
 	t, err := db.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: !write})
 	if err != nil {
+		if release != nil {
+			release()
+		}
 		return nil, fmt.Errorf("begin transaction: %w", err)
 	}
-	return &tx{Tx: t, now: db.Now().UTC().Truncate(time.Second), stmts: db.stmts, postgres: db.postgres}, nil
+	return &tx{Tx: t, now: db.Now().UTC().Truncate(time.Second), stmts: db.stmts, postgres: db.postgres, release: release}, nil
+}
+
+// writerWait bounds how long a SQLite write transaction waits for the
+// one before it: far longer than any write takes, so that reaching it
+// means a stuck writer, not load.
+const writerWait = 60 * time.Second
+
+// Commit commits t and lets the next writer in.
+func (t *tx) Commit() error {
+	err := t.Tx.Commit()
+	if t.release != nil {
+		t.release()
+	}
+	return err
+}
+
+// Rollback rolls t back (after a Commit, it does nothing) and lets the
+// next writer in.
+func (t *tx) Rollback() error {
+	err := t.Tx.Rollback()
+	if t.release != nil {
+		t.release()
+	}
+	return err
 }
 
 // commit commits t, naming the operation in the error.
