@@ -293,6 +293,9 @@ func copyTable(ctx context.Context, src *DB, st *sql.Tx, dst *DB, dt *sql.Tx, ta
 			}
 			b.WriteByte(')')
 		}
+		if dst.postgres {
+			args = toPostgresText(args)
+		}
 		_, err := dt.ExecContext(ctx, b.String(), args...)
 		return err
 	}

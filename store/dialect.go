@@ -1,8 +1,11 @@
 package store
 
 import (
+	"database/sql"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // The store's queries are written once, in SQLite's dialect with `?`
@@ -117,3 +120,49 @@ func isIdentStart(c byte) bool {
 }
 
 func isIdentChar(c byte) bool { return isIdentStart(c) || '0' <= c && c <= '9' }
+
+// toPostgresText makes the text arguments of a statement storable in
+// PostgreSQL, whose text holds valid UTF-8 without NUL bytes where SQLite
+// stores any bytes: invalid sequences and NULs become U+FFFD. Text from
+// outside (a web form's note, a remote server's reply to a webhook, a
+// database SQLite wrote) then lands, as on SQLite, instead of failing the
+// whole write. args is changed in place only when one needs it.
+func toPostgresText(args []any) []any {
+	var out []any
+	for i, a := range args {
+		var s string
+		switch v := a.(type) {
+		case string:
+			s = v
+		case *string:
+			if v == nil {
+				continue
+			}
+			s = *v
+		case sql.NullString:
+			if !v.Valid {
+				continue
+			}
+			s = v.String
+		default:
+			continue
+		}
+		if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(args)
+		}
+		fixed := strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+		switch a.(type) {
+		case sql.NullString:
+			out[i] = sql.NullString{String: fixed, Valid: true}
+		default:
+			out[i] = fixed
+		}
+	}
+	if out == nil {
+		return args
+	}
+	return out
+}

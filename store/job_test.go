@@ -11,6 +11,7 @@ import (
 
 	"builds/app"
 	"builds/store"
+	"builds/store/storetest"
 )
 
 func TestCreateJob(t *testing.T) {
@@ -510,3 +511,32 @@ func TestTasks(t *testing.T) {
 
 // Compile-time check from the tests' side too.
 var _ app.Store = (*store.DB)(nil)
+
+// TestTextNotUTF8: text that is not valid UTF-8, or holds NUL bytes (a
+// web form's note, a database SQLite wrote), is stored on both databases:
+// byte for byte on SQLite, with U+FFFD for each bad sequence on
+// PostgreSQL, whose text cannot hold them, instead of failing the write.
+func TestTextNotUTF8(t *testing.T) {
+	db := MustOpenDB(t)
+	u := MustCreateUser(t, db, "alice")
+	note := "ok \xff\xfe end \x00 nul é"
+	j := newJob(u.ID, app.JobPending)
+	j.Note = &note
+	if _, err := db.CreateJob(context.Background(), j, []string{"build"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.FindJobByID(context.Background(), j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := note
+	if storetest.Postgres() {
+		want = "ok \uFFFD end \uFFFD nul é"
+	}
+	if got.Note == nil {
+		t.Fatal("note lost")
+	}
+	if *got.Note != want {
+		t.Errorf("note %q, want %q", *got.Note, want)
+	}
+}

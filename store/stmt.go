@@ -22,6 +22,7 @@ type stmtCache struct {
 	// rewrite translates a query text to the database's dialect before it
 	// is prepared (dialect.go); the cache is keyed by the text as written.
 	rewrite func(string) string
+	args    func([]any) []any // text arguments made storable (toPostgresText on PostgreSQL)
 	// mu is held, for reading, by every use (see use), so that an eviction
 	// never closes a statement between its lookup and its use.
 	mu sync.RWMutex
@@ -31,9 +32,10 @@ type stmtCache struct {
 // newStmtCache returns an empty cache of statements on db, translated
 // for PostgreSQL if postgres.
 func newStmtCache(db *sql.DB, postgres bool) *stmtCache {
-	c := &stmtCache{db: db, m: map[string]*sql.Stmt{}, rewrite: func(q string) string { return q }}
+	c := &stmtCache{db: db, m: map[string]*sql.Stmt{}, rewrite: func(q string) string { return q }, args: func(a []any) []any { return a }}
 	if postgres {
 		c.rewrite = toPostgres
+		c.args = toPostgresText
 	}
 	return c
 }
@@ -99,7 +101,7 @@ func (t *tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.
 	if err != nil {
 		return nil, err
 	}
-	return s.QueryContext(ctx, args...)
+	return s.QueryContext(ctx, t.stmts.args(args)...)
 }
 
 // QueryRowContext runs query in t through the statement cache. A query
@@ -107,9 +109,9 @@ func (t *tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.
 func (t *tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	s, err := t.stmt(ctx, query)
 	if err != nil {
-		return t.Tx.QueryRowContext(ctx, t.stmts.rewrite(query), args...)
+		return t.Tx.QueryRowContext(ctx, t.stmts.rewrite(query), t.stmts.args(args)...)
 	}
-	return s.QueryRowContext(ctx, args...)
+	return s.QueryRowContext(ctx, t.stmts.args(args)...)
 }
 
 // ExecContext runs query in t through the statement cache.
@@ -118,7 +120,7 @@ func (t *tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Re
 	if err != nil {
 		return nil, err
 	}
-	return s.ExecContext(ctx, args...)
+	return s.ExecContext(ctx, t.stmts.args(args)...)
 }
 
 // querier runs statements through the statement cache: a transaction
@@ -144,7 +146,7 @@ func (a autocommit) QueryContext(ctx context.Context, query string, args ...any)
 		rows *sql.Rows
 		qerr error
 	)
-	if err := a.stmts.use(ctx, query, func(s *sql.Stmt) { rows, qerr = s.QueryContext(ctx, args...) }); err != nil {
+	if err := a.stmts.use(ctx, query, func(s *sql.Stmt) { rows, qerr = s.QueryContext(ctx, a.stmts.args(args)...) }); err != nil {
 		return nil, err
 	}
 	return rows, qerr
@@ -153,8 +155,8 @@ func (a autocommit) QueryContext(ctx context.Context, query string, args ...any)
 // QueryRowContext runs query on the pool through the statement cache.
 func (a autocommit) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	var row *sql.Row
-	if err := a.stmts.use(ctx, query, func(s *sql.Stmt) { row = s.QueryRowContext(ctx, args...) }); err != nil {
-		return a.stmts.db.QueryRowContext(ctx, a.stmts.rewrite(query), args...)
+	if err := a.stmts.use(ctx, query, func(s *sql.Stmt) { row = s.QueryRowContext(ctx, a.stmts.args(args)...) }); err != nil {
+		return a.stmts.db.QueryRowContext(ctx, a.stmts.rewrite(query), a.stmts.args(args)...)
 	}
 	return row
 }

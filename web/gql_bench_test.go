@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"builds/app"
+	"builds/store/storetest"
 )
 
 // BenchmarkJobsQuery measures the GraphQL `jobs` query (hut's "builds
@@ -145,10 +145,12 @@ func (e *apiEnv) hutJobsPage(token string, vars map[string]any) *hutJobsPage {
 	return &p
 }
 
-// openRaw opens a second connection pool on the test database.
+// openRaw opens a second connection pool on the test database, which
+// must be SQLite (its statements are SQLite's, with ? placeholders).
 func openRaw(tb testing.TB, e *apiEnv) *sql.DB {
 	tb.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.cfg.Builds.DataDir, "db.sqlite")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	storetest.SQLiteOnly(tb)
+	db, err := sql.Open("sqlite", "file:"+e.source+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/graphql-go/graphql"
@@ -210,6 +211,9 @@ func unwrapType(t graphql.Type) (graphql.Type, bool) {
 
 func isIntrospection(typeName string) bool { return len(typeName) > 2 && typeName[:2] == "__" }
 
+// meterIntrospection wraps the shared introspection types once.
+var meterIntrospection sync.Once
+
 // responseBudget is the runtime half of the cost limit, one per request.
 type responseBudget struct{ left atomic.Int64 }
 
@@ -230,10 +234,18 @@ func errResponseTooLarge() error {
 // meterResolvers wraps every field resolver of the schema so that it
 // charges the request's budget: nothing is computed once the budget is
 // spent, and a value that overspends it is dropped.
+//
+// The introspection types (__Schema, __Type, ...) are graphql-go's
+// package-level values, shared by every schema of the process: they are
+// wrapped once, by the first schema, not once more per server (which
+// charged each introspection field once per server built, and raced with
+// a server answering meanwhile).
 func meterResolvers(schema graphql.Schema) {
+	introspection := false
+	meterIntrospection.Do(func() { introspection = true })
 	for _, t := range schema.TypeMap() {
 		obj, ok := t.(*graphql.Object)
-		if !ok {
+		if !ok || isIntrospection(obj.Name()) && !introspection {
 			continue
 		}
 		for _, def := range obj.Fields() {

@@ -14,10 +14,12 @@ import (
 
 	"builds/app"
 	"builds/store"
+	"builds/store/storetest"
 )
 
-// apiEnv is a real server on 127.0.0.1 over a real SQLite file, for the
-// API tests.
+// apiEnv is a real server on 127.0.0.1 over a real database, for the API
+// tests: a SQLite file, and in the PostgreSQL pass (main_test.go) a
+// PostgreSQL database.
 type apiEnv struct {
 	t   testing.TB
 	srv *Server
@@ -25,6 +27,8 @@ type apiEnv struct {
 	db  *store.DB
 	cfg *app.Config
 	url string
+
+	source string // the database's path or URL
 }
 
 func newAPIEnv(t testing.TB) *apiEnv {
@@ -34,7 +38,8 @@ func newAPIEnv(t testing.TB) *apiEnv {
 	cfg := app.DefaultConfig()
 	cfg.Builds.DataDir = dir
 	cfg.Runner.SSHUser = "builds"
-	db, err := store.Open(ctx, filepath.Join(dir, "db.sqlite"))
+	source := storetest.Source(t)
+	db, err := store.Open(ctx, source)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +60,7 @@ func newAPIEnv(t testing.TB) *apiEnv {
 		srv.Close()
 		db.Close()
 	})
-	return &apiEnv{t: t, srv: srv, svc: svc, db: db, cfg: cfg, url: srv.URL()}
+	return &apiEnv{t: t, srv: srv, svc: svc, db: db, cfg: cfg, url: srv.URL(), source: source}
 }
 
 // user creates an account and returns it with an all-grants token.

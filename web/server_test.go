@@ -15,6 +15,7 @@ import (
 
 	"builds/app"
 	"builds/store"
+	"builds/store/storetest"
 	"builds/web"
 )
 
@@ -39,6 +40,7 @@ func (b *syncBuffer) String() string {
 // A live job stream ends when the server closes, so shutdown neither
 // waits out its grace period nor cuts the stream mid-response.
 func TestCloseEndsEventStreams(t *testing.T) {
+	storetest.SQLiteOnly(t) // the UI reads through the same Service as the API
 	dir := t.TempDir()
 	cfg := app.DefaultConfig()
 	cfg.Builds.DataDir = dir

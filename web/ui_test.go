@@ -17,6 +17,7 @@ import (
 
 	"builds/app"
 	"builds/store"
+	"builds/store/storetest"
 	"builds/web"
 )
 
@@ -34,6 +35,7 @@ const uiManifest = "image: debian/stable\ntasks:\n  - build: |\n      echo build
 
 func newUIEnv(t *testing.T, configure ...func(*app.Config)) *uiEnv {
 	t.Helper()
+	storetest.SQLiteOnly(t) // the UI reads through the same Service as the API
 	dir := t.TempDir()
 	cfg := app.DefaultConfig()
 	cfg.Builds.DataDir = dir
