@@ -43,7 +43,17 @@ func newHarness(t testing.TB, opts ...func(*app.Config)) *harness {
 // openHarness sets everything up without starting the pool.
 func openHarness(t testing.TB, opts ...func(*app.Config)) *harness {
 	t.Helper()
+	return openHarnessOn(t, "", opts...)
+}
+
+// openHarnessOn is openHarness on the database source (a SQLite file in
+// the temporary directory if "").
+func openHarnessOn(t testing.TB, source string, opts ...func(*app.Config)) *harness {
+	t.Helper()
 	dir := t.TempDir()
+	if source == "" {
+		source = filepath.Join(dir, "builds.db")
+	}
 	cfg := app.DefaultConfig()
 	cfg.Builds.DataDir = dir
 	cfg.Builds.Origin = "http://builds.test"
@@ -55,7 +65,7 @@ func openHarness(t testing.TB, opts ...func(*app.Config)) *harness {
 		o(cfg)
 	}
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(dir, "builds.db"))
+	db, err := store.Open(ctx, source)
 	if err != nil {
 		t.Fatal(err)
 	}

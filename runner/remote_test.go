@@ -32,9 +32,15 @@ type remoteEnv struct {
 	stopWait context.CancelFunc
 }
 
-func newRemoteEnv(t *testing.T, configure ...func(*app.Config)) *remoteEnv {
+func newRemoteEnv(t testing.TB, configure ...func(*app.Config)) *remoteEnv {
 	t.Helper()
-	h := openHarness(t, func(c *app.Config) {
+	return newRemoteEnvOn(t, "", configure...)
+}
+
+// newRemoteEnvOn is newRemoteEnv with the server on the database source.
+func newRemoteEnvOn(t testing.TB, source string, configure ...func(*app.Config)) *remoteEnv {
+	t.Helper()
+	h := openHarnessOn(t, source, func(c *app.Config) {
 		c.Runner.Slots = 0
 		c.Runner.Lease = 3 * time.Second
 		for _, f := range configure {

@@ -3,29 +3,55 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"builds/app"
 	"builds/store"
+	"builds/store/storetest"
 )
 
 // BenchmarkFindJobs100k measures listing one owner's jobs in a database of
 // 100 000 jobs (one task each, two owners): the newest page, a page deep in
-// the list, and the same rows read by a hand-written query for comparison.
+// the list, and the same rows read by a hand-written query for comparison,
+// on SQLite and (with BUILDS_TEST_POSTGRES) on PostgreSQL, which gets the
+// same rows by CopyDatabase from the seeded SQLite file.
 func BenchmarkFindJobs100k(b *testing.B) {
-	ctx := context.Background()
-	db := MustOpenDB(b)
+	db := MustOpenDBAt(b, filepath.Join(b.TempDir(), "builds.db"))
 	defer MustCloseDB(b, db)
 	alice := MustCreateUser(b, db, "alice")
 	bob := MustCreateUser(b, db, "bob")
 	start := time.Now()
 	seedJobs(b, db, 100_000, alice.ID, bob.ID)
 	b.Logf("seeded 100000 jobs and tasks in %v", time.Since(start))
+	b.Run("sqlite", func(b *testing.B) { benchFindJobs(b, db, alice.ID) })
+	if os.Getenv(storetest.EnvPostgres) == "" {
+		b.Logf("%s is not set: no PostgreSQL benchmark", storetest.EnvPostgres)
+		return
+	}
+	pg := MustOpenDBAt(b, storetest.PostgresSource(b))
+	defer MustCloseDB(b, pg)
+	start = time.Now()
+	if _, err := store.CopyDatabase(context.Background(), db, pg); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("copied 100000 jobs and tasks to PostgreSQL in %v", time.Since(start))
+	if _, err := pg.SQL().Exec(`ANALYZE`); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("postgres", func(b *testing.B) { benchFindJobs(b, pg, alice.ID) })
+}
 
+func benchFindJobs(b *testing.B, db *store.DB, aliceID int64) {
+	ctx := context.Background()
+	alice := &app.User{ID: aliceID}
 	// Alice's 40 000th newest job starts the deep page.
 	var deep int64
-	if err := db.SQL().QueryRow(`SELECT id FROM jobs WHERE owner_id = ? ORDER BY id DESC LIMIT 1 OFFSET 40000`,
+	if err := db.SQL().QueryRow(placeholders(db, `SELECT id FROM jobs WHERE owner_id = ? ORDER BY id DESC LIMIT 1 OFFSET 40000`),
 		alice.ID).Scan(&deep); err != nil {
 		b.Fatal(err)
 	}
@@ -111,9 +137,9 @@ func seedJobs(tb testing.TB, db *store.DB, n int, owners ...int64) {
 // rawFindJobs reads the same page as FindJobs with a fixed query and plain
 // scans, returning the number of rows.
 func rawFindJobs(tb testing.TB, db *store.DB, owner, before int64) int {
-	rows, err := db.SQL().Query(`SELECT id, created, updated, owner_id, group_id, manifest, note, tags, visibility, image,
+	rows, err := db.SQL().Query(placeholders(db, `SELECT id, created, updated, owner_id, group_id, manifest, note, tags, visibility, image,
 		runner, status, secrets, started, finished, deadline, reason
-		FROM jobs WHERE owner_id = ? AND id <= ? ORDER BY id DESC LIMIT 26`, owner, before)
+		FROM jobs WHERE owner_id = ? AND id <= ? ORDER BY id DESC LIMIT 26`), owner, before)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -137,4 +163,15 @@ func rawFindJobs(tb testing.TB, db *store.DB, owner, before int64) int {
 		tb.Fatal(err)
 	}
 	return n
+}
+
+// placeholders numbers a query's ? for PostgreSQL.
+func placeholders(db *store.DB, q string) string {
+	if !db.Postgres() {
+		return q
+	}
+	for n := 1; strings.Contains(q, "?"); n++ {
+		q = strings.Replace(q, "?", "$"+strconv.Itoa(n), 1)
+	}
+	return q
 }
