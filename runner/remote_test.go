@@ -407,6 +407,12 @@ func TestWorkerAPIInput(t *testing.T) {
 		{"BadRunnerToken", app.RunnerTokenPrefix + "nope", "POST", "/worker/v1/poll", poll, nil, 401, "invalid or revoked runner token"},
 		{"UserTokenClaims", userTok, "POST", "/query", claim, []string{"Content-Type", "application/json"}, 200, "worker only"},
 		{"ClaimTwice", tokB, "POST", "/query", claim, []string{"Content-Type", "application/json"}, 200, "cannot move it to RUNNING"},
+		// a runner token is worth the worker calls on the jobs it holds,
+		// nothing of a user's, nor of another runner's jobs
+		{"OtherRunnerReadsJob", tokB, "POST", "/query", fmt.Sprintf(`{"query":"{ job(id: %d) { id manifest } }"}`, job.ID), []string{"Content-Type", "application/json"}, 200, `{"data":{"job":null}}`},
+		{"RunnerMe", tokA, "POST", "/query", `{"query":"{ me { username } }"}`, []string{"Content-Type", "application/json"}, 200, `"errors"`},
+		{"RunnerSubmits", tokA, "POST", "/query", `{"query":"mutation { submit(manifest: \"image: debian/stable\") { id } }"}`, []string{"Content-Type", "application/json"}, 200, `"errors"`},
+		{"OtherRunnerReadsLogURL", tokB, "GET", fmt.Sprintf("/query/log/%d/log", job.ID), "", nil, 404, ""},
 		{"OtherRunnersLog", tokB, "PUT", jp + "/log", "x", []string{"Builds-Log-Offset", "0"}, 404, "does not hold"},
 		{"OtherRunnersFinish", tokB, "POST", jp + "/finish", `{"status":"success"}`, nil, 404, "does not hold"},
 		{"OtherRunnersToken", tokB, "POST", jp + "/token", `{"grants":""}`, nil, 404, "does not hold"},
