@@ -338,6 +338,10 @@ func (s *RemoteServer) Start(ctx context.Context, p *Pool) error {
 	return nil
 }
 
+// recoverFor bounds how long a start tries to fail each job its previous
+// process left running, before it goes on (the lease ends it anyway).
+const recoverFor = time.Minute
+
 // recoverSpool ends the jobs a previous process of this runner was
 // running (their VMs are gone) and clears its spool.
 func (s *RemoteServer) recoverSpool(ctx context.Context) {
@@ -345,12 +349,19 @@ func (s *RemoteServer) recoverSpool(ctx context.Context) {
 	for _, e := range ents {
 		id, err := strconv.ParseInt(e.Name(), 10, 64)
 		if err == nil && id > 0 {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := s.call(cctx, http.MethodPost, fmt.Sprintf("/worker/v1/jobs/%d/finish", id), app.FinishRequest{
-				Status: app.JobFailed, Reason: "the runner restarted while this job was running"}, nil)
+			cctx, cancel := context.WithTimeout(ctx, recoverFor)
+			err := s.retry(cctx, "fail a job of the previous process", func(ctx context.Context) error {
+				return s.call(ctx, http.MethodPost, fmt.Sprintf("/worker/v1/jobs/%d/finish", id), app.FinishRequest{
+					Status: app.JobFailed, Reason: "the runner restarted while this job was running"}, nil)
+			})
 			cancel()
-			if err == nil {
+			switch {
+			case err == nil:
 				s.log.Warn("job left running by a previous process marked failed", "job_id", id)
+			case !permanent(err):
+				// kept for the next start; the lease ends the job meanwhile
+				s.log.Error("job left running by a previous process: the server did not take its end", "job_id", id, "err", err)
+				continue
 			}
 		}
 		os.RemoveAll(filepath.Join(s.spool, e.Name()))
@@ -851,7 +862,8 @@ func (s *RemoteServer) EndLogs(_ context.Context, jobID int64, _ []string) {
 		err := s.retry(ctx, "logs done", func(ctx context.Context) error {
 			return s.call(ctx, http.MethodPost, fmt.Sprintf("/worker/v1/jobs/%d/logs-done", jobID), struct{}{}, nil)
 		})
-		if err != nil && !permanent(err) {
+		delivered := err == nil || permanent(err) // a refusal: the server is done with the job
+		if !delivered {
 			s.log.Error("end logs", "job_id", jobID, "err", err)
 		}
 		s.mu.Lock()
@@ -862,7 +874,9 @@ func (s *RemoteServer) EndLogs(_ context.Context, jobID int64, _ []string) {
 		for _, t := range j.cj.Tasks {
 			s.hub.Forget(jobID, t.Name)
 		}
-		os.RemoveAll(j.dir)
+		if delivered {
+			os.RemoveAll(j.dir)
+		} // else the spool stays for the next start, which fails the job (recoverSpool)
 		s.kick()
 	}()
 }

@@ -279,6 +279,9 @@ func TestRemoteRunnerRestart(t *testing.T) {
 	job := e.submit("image: debian/stable\ntasks:\n  - long: |\n      echo started\n      sleep 300\n")
 	e.waitFor("the job to start", func() bool { return strings.Contains(e.log(job.ID, "long"), "started") })
 	r.kill()
+	// what the killed process still did on its way out is over: its
+	// failed deliveries left the spool for the next start
+	r.srv.drains.Wait()
 	e.startRunner(r, 1)
 	j := e.waitFinal(job.ID)
 	if j.Status != app.JobFailed || j.Reason != "the runner restarted while this job was running" {
