@@ -32,6 +32,8 @@ commands:
   runner -server URL [-token-file F]  run this host as a remote runner of a server
   runner-token create NAME | list | revoke NAME  manage remote runners (on the server)
   db copy --to DEST [--from SRC]  copy the database (to PostgreSQL, or back to SQLite)
+  backup DIR                   back up the data dir into DIR (while the server runs)
+  restore DIR                  restore a backup into the empty configured data dir
   config dump                  print the effective configuration
   version
 
@@ -116,6 +118,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return m.cmdRunnerToken(ctx, rest)
 	case "db":
 		return m.cmdDB(ctx, rest)
+	case "backup":
+		return m.cmdBackup(ctx, rest)
+	case "restore":
+		return m.cmdRestore(ctx, rest)
 	}
 	return usagef("unknown command %q", cmd)
 }
