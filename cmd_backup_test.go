@@ -329,6 +329,14 @@ func TestBackupRestore(t *testing.T) {
 	if _, _, err := run(t, cfg2, "", "restore", bk); err == nil || !strings.Contains(err.Error(), "is not empty") {
 		t.Errorf("restore onto a restored data dir: %v", err)
 	}
+	// a backup of the stopped, restored server restores too
+	bk2 := filepath.Join(t.TempDir(), "backup2")
+	if out, _, err := run(t, cfg2, "", "backup", bk2); err != nil || !strings.Contains(out, "3 jobs, 5 logs, 1 artifacts") {
+		t.Fatalf("backup of a stopped server: %v\n%s", err, out)
+	}
+	if out, _, err := run(t, testConfig(t, ""), "", "restore", bk2); err != nil || !strings.Contains(out, "3 jobs, 1 users; 5 logs, 1 artifacts") {
+		t.Fatalf("restore of the second backup: %v\n%s", err, out)
+	}
 
 	t.Run("ErrHostile", func(t *testing.T) { testRestoreHostile(t, bk) })
 	t.Run("PostgreSQL", func(t *testing.T) {
