@@ -365,7 +365,24 @@ func TestBackupRestore(t *testing.T) {
 				t.Errorf("%s on PostgreSQL: %q, want %q", u, gotFiles[u], b)
 			}
 		}
+		// a backup of the server on PostgreSQL restores onto SQLite
+		bk3 := filepath.Join(t.TempDir(), "backup3")
+		if out, _, err := run(t, cfg, "", "backup", bk3); err != nil || !strings.Contains(out, "3 jobs, 5 logs, 1 artifacts") {
+			t.Fatalf("backup on PostgreSQL: %v\n%s", err, out)
+		}
+		if m, err := backup.ReadManifest(bk3); err != nil || m.Source != "postgres" {
+			t.Fatalf("manifest of the PostgreSQL backup: %v", err)
+		}
 		s3.stop(t)
+		cfg5 := testConfig(t, "")
+		if out, _, err := run(t, cfg5, "", "restore", bk3); err != nil || !strings.Contains(out, "3 jobs, 1 users; 5 logs, 1 artifacts") {
+			t.Fatalf("restore of the PostgreSQL backup onto SQLite: %v\n%s", err, out)
+		}
+		s5 := serveConfig(t, cfg5, freePort(t))
+		if got, _ := servedJobs(t, s5, token); got != want {
+			t.Errorf("jobs restored from PostgreSQL onto SQLite:\n%s\nwant:\n%s", got, want)
+		}
+		s5.stop(t)
 		// the database has rows now: a restore with a fresh data dir is refused
 		cfg4 := testConfig(t, "[builds]\ndatabase = "+pg+"\n")
 		if _, _, err := run(t, cfg4, "", "restore", bk); err == nil || !strings.Contains(err.Error(), "is not empty") {
