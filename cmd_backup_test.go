@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 	"testing"
 
 	"builds/backup"
+	"builds/store"
 	"builds/store/storetest"
 )
 
@@ -338,7 +341,7 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("restore of the second backup: %v\n%s", err, out)
 	}
 
-	t.Run("ErrHostile", func(t *testing.T) { testRestoreHostile(t, bk) })
+	t.Run("Restore", func(t *testing.T) { testRestoreCases(t, bk) })
 	t.Run("PostgreSQL", func(t *testing.T) {
 		pg := storetest.PostgresSource(t)
 		cfg := testConfig(t, "[builds]\ndatabase = "+pg+"\n")
@@ -394,9 +397,10 @@ func TestBackupRestore(t *testing.T) {
 	})
 }
 
-// testRestoreHostile restores damaged copies of the backup bk: each is
-// refused with the file named, and nothing is left in the data dir.
-func testRestoreHostile(t *testing.T, bk string) {
+// testRestoreCases restores changed copies of the backup bk: damaged
+// ones are refused with the file named, leaving nothing in the data dir;
+// one of an older schema is migrated.
+func testRestoreCases(t *testing.T, bk string) {
 	editManifest := func(t *testing.T, dir string, edit func(f *backup.File)) {
 		m, err := backup.ReadManifest(dir)
 		if err != nil {
@@ -492,6 +496,71 @@ func testRestoreHostile(t *testing.T, bk string) {
 			}
 		})
 	}
+	t.Run("ArtifactNotInBackup", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "bk")
+		if err := os.CopyFS(dir, os.DirFS(bk)); err != nil {
+			t.Fatal(err)
+		}
+		m, _ := backup.ReadManifest(dir)
+		var keep []backup.File
+		for _, f := range m.Files {
+			if f.Kind == backup.KindArtifact {
+				os.Remove(filepath.Join(dir, f.Path))
+				continue
+			}
+			keep = append(keep, f)
+		}
+		m.Files = keep
+		b, _ := json.Marshal(m)
+		os.WriteFile(filepath.Join(dir, backup.ManifestName), b, 0o600)
+		cfg := testConfig(t, "")
+		if _, _, err := run(t, cfg, "", "restore", dir); err == nil || !strings.Contains(err.Error(), "which is not in the backup") {
+			t.Fatalf("err = %v", err)
+		}
+		if ents, _ := os.ReadDir(filepath.Join(filepath.Dir(cfg), "data")); len(ents) != 1 {
+			t.Errorf("a refused restore left files: %v", ents)
+		}
+	})
+	// a backup of a build before migration 0006 (retention) is migrated
+	t.Run("OlderSchema", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "bk")
+		if err := os.CopyFS(dir, os.DirFS(bk)); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, backup.DatabaseName)
+		raw, err := sql.Open("sqlite", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{
+			`DROP INDEX artifacts_unpruned`, `DROP INDEX jobs_logs_unpruned`, `DROP INDEX jobs_finished`,
+			`ALTER TABLE artifacts DROP COLUMN pruned`, `ALTER TABLE jobs DROP COLUMN logs_pruned`,
+			`DELETE FROM migrations WHERE name = '0006_retention.sql'`,
+		} {
+			if _, err := raw.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		raw.Close()
+		sum, n := sha256File(t, p)
+		editManifest(t, dir, func(f *backup.File) {
+			if f.Kind == backup.KindDatabase {
+				f.SHA256, f.Size = sum, n
+			}
+		})
+		cfg := testConfig(t, "")
+		if out, _, err := run(t, cfg, "", "restore", dir); err != nil || !strings.Contains(out, "3 jobs, 1 users; 5 logs, 1 artifacts") {
+			t.Fatalf("restore of an older backup: %v\n%s", err, out)
+		}
+		db, err := store.Open(context.Background(), filepath.Join(filepath.Dir(cfg), "data", "builds.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if pruned, err := db.LogsPruned(context.Background(), 1); err != nil || pruned != nil {
+			t.Errorf("logs_pruned after the migration: %v %v", pruned, err)
+		}
+	})
 	t.Run("NotEmpty", func(t *testing.T) {
 		cfg := testConfig(t, "")
 		data := filepath.Join(filepath.Dir(cfg), "data")

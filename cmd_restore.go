@@ -180,12 +180,22 @@ func (r *restore) run(ctx context.Context) error {
 	if pg {
 		dbFile = r.tmpDB
 	}
-	if err := r.checkFiles(ctx, dbFile); err != nil {
+	if err := r.checkDatabase(ctx, dbFile); err != nil {
 		return err
 	}
-	// store.Open migrates a backup of an older build
+	// store.Open migrates a backup of an older build, before the
+	// artifacts are checked against it in this build's schema
 	db, err := store.Open(ctx, dbFile)
 	if err != nil {
+		return fmt.Errorf("restore: open the restored database: %w", err)
+	}
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := r.checkArtifacts(ctx, dbFile); err != nil {
+		return err
+	}
+	if db, err = store.Open(ctx, dbFile); err != nil {
 		return fmt.Errorf("restore: open the restored database: %w", err)
 	}
 	if !pg {
@@ -215,9 +225,8 @@ func (r *restore) dest(f backup.File) string {
 	return filepath.Join(r.cfg.Builds.DataDir, filepath.FromSlash(f.Path))
 }
 
-// checkFiles checks the restored database file and that every artifact
-// it names was restored.
-func (r *restore) checkFiles(ctx context.Context, dbFile string) error {
+// checkDatabase runs the restored database file's own check.
+func (r *restore) checkDatabase(ctx context.Context, dbFile string) error {
 	cp, err := store.OpenCopy(ctx, dbFile)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
@@ -226,6 +235,17 @@ func (r *restore) checkFiles(ctx context.Context, dbFile string) error {
 	if err := cp.Check(ctx); err != nil {
 		return fmt.Errorf("restore: %s: %w", backup.DatabaseName, err)
 	}
+	return cp.Close()
+}
+
+// checkArtifacts checks that every artifact the (migrated) database
+// names was restored.
+func (r *restore) checkArtifacts(ctx context.Context, dbFile string) error {
+	cp, err := store.OpenCopy(ctx, dbFile)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	defer cp.Close()
 	idx, err := cp.Index(ctx, time.Now())
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
