@@ -26,6 +26,10 @@ commands:
   token revoke ID
   secret add --user U --type ssh|pgp|file [--name N] [--path P --mode 0600] < FILE
   secret list --user U
+  repo add --user U --kind github|gitlab|forgejo|gitea|git --url URL [--name N]
+       [--deploy-key SECRET] [--token-stdin] [--branches "main rel/*"] [--visibility V]
+  repo list --user U | repo rm --user U NAME   connected repositories (built on push)
+  submit-repo --user U REPO [REF]  build a branch's tip (or tag, commit) of a repository
   manifest check FILE...       validate build manifests
   image build|list|rm|export|import|check ...
   layer list | rm KEY... | prune  manage the package layers jobs reuse
@@ -95,6 +99,14 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "secret":
 		return m.withService(ctx, rest, func(svc *app.Service, args []string) error {
 			return runSecret(app.SystemContext(ctx), svc, args, m.Stdin, m.Stdout, m.Stderr)
+		})
+	case "repo":
+		return m.withService(ctx, rest, func(svc *app.Service, args []string) error {
+			return runRepo(app.SystemContext(ctx), svc, args, m.Stdin, m.Stdout, m.Stderr)
+		})
+	case "submit-repo":
+		return m.withService(ctx, rest, func(svc *app.Service, args []string) error {
+			return runSubmitRepo(app.SystemContext(ctx), svc, args, m.Stdout, m.Stderr)
 		})
 	case "manifest":
 		return m.cmdManifest(ctx, rest)

@@ -22,6 +22,7 @@ import (
 	"syscall"
 
 	"builds/app"
+	"builds/forge"
 	"builds/images"
 	"builds/notify"
 	"builds/runner"
@@ -97,6 +98,7 @@ func (m *Main) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	svc.Forge = &forge.Adapter{}
 	m.Service = svc
 	return nil
 }

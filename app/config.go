@@ -92,8 +92,11 @@ type LimitsConfig struct {
 	ManifestSize    int
 	ArtifactSize    int64
 	ArtifactsPerJob int
-	LogSize         int64 // per task log
-	UploadSize      int64 // HTTP request body
+	// ManifestsPerPush is the most manifests a push to a connected
+	// repository may submit; a push with more builds nothing.
+	ManifestsPerPush int
+	LogSize          int64 // per task log
+	UploadSize       int64 // HTTP request body
 }
 
 // MailConfig is the [mail] section: outgoing mail for email triggers.
@@ -146,7 +149,7 @@ func baseConfig() *Config {
 		},
 		Images: ImagesConfig{Aliases: defaultAliases()},
 		Limits: LimitsConfig{
-			ManifestSize: 16384, ArtifactSize: 1 << 30, ArtifactsPerJob: 8,
+			ManifestSize: 16384, ArtifactSize: 1 << 30, ArtifactsPerJob: 8, ManifestsPerPush: 4,
 			LogSize: 64 << 20, UploadSize: 32 << 20,
 		},
 		Mail: MailConfig{SMTPPort: 587, SMTPEncryption: "starttls", From: "builds@localhost",
@@ -380,6 +383,8 @@ func (c *Config) validateLimits() error {
 		return bad("limits", "manifest-size", "must be positive, got %d", l.ManifestSize)
 	case l.ArtifactSize <= 0:
 		return bad("limits", "artifact-size", "must be positive, got %d", l.ArtifactSize)
+	case l.ManifestsPerPush < 1:
+		return bad("limits", "manifests-per-push", "must be 1 or more, got %d", l.ManifestsPerPush)
 	case l.ArtifactsPerJob < 0:
 		return bad("limits", "artifacts-per-job", "must be 0 or more, got %d", l.ArtifactsPerJob)
 	case l.LogSize <= 0:

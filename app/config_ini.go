@@ -312,6 +312,7 @@ func configSchema() []configSection {
 			{key: "manifest-size", set: setManifestSize, get: func(c *Config) string { return formatSize(int64(c.Limits.ManifestSize)) }},
 			sizeField("artifact-size", func(c *Config) *int64 { return &c.Limits.ArtifactSize }),
 			intField("artifacts-per-job", func(c *Config) *int { return &c.Limits.ArtifactsPerJob }),
+			intField("manifests-per-push", func(c *Config) *int { return &c.Limits.ManifestsPerPush }),
 			sizeField("log-size", func(c *Config) *int64 { return &c.Limits.LogSize }),
 			sizeField("upload-size", func(c *Config) *int64 { return &c.Limits.UploadSize }),
 		}},

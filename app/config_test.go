@@ -402,7 +402,7 @@ func TestConfigDumpRoundTrip(t *testing.T) {
 				Lease: 2 * time.Minute, Server: "https://ci.example.org/", TokenFile: "/etc/builds/runner.token"}
 			c.Images = ImagesConfig{Dir: "/img", DebianMirror: "http://mirror.invalid/debian", ExtraCA: []string{"/a.pem", "/b.pem"},
 				Aliases: map[string]string{"debian/stable": "debian/trixie", "custom": "debian/sid"}}
-			c.Limits = LimitsConfig{ManifestSize: 1000, ArtifactSize: 3 << 40, ArtifactsPerJob: 0, LogSize: 1, UploadSize: 1 << 20}
+			c.Limits = LimitsConfig{ManifestSize: 1000, ArtifactSize: 3 << 40, ArtifactsPerJob: 0, ManifestsPerPush: 9, LogSize: 1, UploadSize: 1 << 20}
 			c.Mail = MailConfig{SMTPHost: "smtp.invalid", SMTPUser: "u", SMTPPort: 465, SMTPEncryption: "tls",
 				From: "CI <ci@example.org>", PGPKey: "/k.asc", Timeout: 30 * time.Second, MaxAttempts: 2}
 			c.Webhooks = WebhooksConfig{AllowPrivate: false, AllowLoopback: true, Timeout: 2 * time.Second, MaxAttempts: 1}

@@ -30,6 +30,9 @@ type Service struct {
 	// Metrics receives measurements (NopMetrics unless the metrics
 	// endpoint is on).
 	Metrics Metrics
+	// Forge verifies and parses forge webhooks and reads pushed commits'
+	// manifests (forge.Adapter); nil refuses connected repositories' pushes.
+	Forge Forge
 	// FreeSpace returns the bytes free on the filesystem holding a
 	// directory ([runner] min-free-disk, the admin page); statfs(2).
 	FreeSpace func(dir string) (int64, error)

@@ -105,6 +105,8 @@ type Page struct {
 type Store interface {
 	// Remote runners and their leases (runners.go).
 	RunnerStore
+	// Connected repositories and their pushes (repo.go).
+	RepoStore
 
 	// Users, keys and tokens.
 	CreateUser(ctx context.Context, u *User) error

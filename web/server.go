@@ -126,6 +126,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.registerAPIRoutes(mux)
 	s.registerWorkerRoutes(mux)
+	s.registerForgeRoutes(mux)
 	s.registerUIRoutes(mux)
 	return s.withMetrics(s.authenticateSession(s.authenticate(s.logRequests(mux))))
 }

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// gitIn runs git in dir as a fixed author.
+func gitIn(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ada", "GIT_AUTHOR_EMAIL=ada@example.org",
+		"GIT_COMMITTER_NAME=Ada", "GIT_COMMITTER_EMAIL=ada@example.org", "GIT_CONFIG_GLOBAL=/dev/null")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commitPush commits files in work and pushes main to bare.
+func commitPush(t *testing.T, work, bare string, files map[string]string) string {
+	t.Helper()
+	for name, text := range files {
+		p := filepath.Join(work, name)
+		if text == "" {
+			os.Remove(p)
+			continue
+		}
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(text), 0o644)
+	}
+	gitIn(t, work, "add", "-A")
+	gitIn(t, work, "commit", "-q", "--allow-empty", "-m", "change")
+	gitIn(t, work, "push", "-q", bare, "HEAD:refs/heads/main")
+	return gitIn(t, work, "rev-parse", "HEAD")
+}
+
+// githubPush is a GitHub push payload of the fields builds reads (see
+// forge/testdata/github-push.json for a whole one).
+func githubPush(sha string) []byte {
+	return []byte(`{"ref":"refs/heads/main","before":"0000000000000000000000000000000000000000","after":"` + sha +
+		`","deleted":false,"head_commit":{"id":"` + sha + `","url":"https://github.com/me/proj/commit/` + sha + `"},"commits":[]}`)
+}
+
+// TestRepoWebhookE2E: a repository connected with `builds repo add`
+// receives signed GitHub deliveries over HTTP on a running server; a push
+// becomes a job group, and each bad delivery gets its own status.
+func TestRepoWebhookE2E(t *testing.T) {
+	cfg := testConfig(t, "")
+	if _, _, err := run(t, cfg, "", "user", "add", "alice", "--email", "alice@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bare, work := filepath.Join(dir, "proj.git"), filepath.Join(dir, "work")
+	gitIn(t, dir, "init", "-q", "--bare", "-b", "main", bare)
+	gitIn(t, dir, "init", "-q", "-b", "main", work)
+
+	s := serveConfig(t, cfg, freePort(t))
+	out, _, err := run(t, cfg, "", "repo", "add", "--user", "alice", "--kind", "github", "--url", "file://"+bare, "--visibility", "public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := regexp.MustCompile(`webhook URL: +(\S+)`).FindStringSubmatch(out)
+	secret := regexp.MustCompile(`webhook secret: +(\S+)`).FindStringSubmatch(out)
+	if hook == nil || secret == nil || !strings.HasPrefix(hook[1], s.base+"/forge/hook/") {
+		t.Fatalf("repo add printed %q", out)
+	}
+	list, _, err := run(t, cfg, "", "repo", "list", "--user", "alice")
+	if err != nil || !strings.Contains(list, "proj") || strings.Contains(list, secret[1]) {
+		t.Fatalf("repo list: %v\n%s", err, list)
+	}
+
+	post := func(url, delivery, key string, body []byte) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+		m := hmac.New(sha256.New, []byte(key))
+		m.Write(body)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-GitHub-Delivery", delivery)
+		req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(m.Sum(nil)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var ans map[string]any
+		json.Unmarshal(b, &ans)
+		return resp.StatusCode, ans
+	}
+
+	manifest := "image: debian/stable\ntasks:\n  - build: echo hi\n"
+	sha := commitPush(t, work, bare, map[string]string{".build.yml": manifest})
+	code, ans := post(hook[1], "d-1", secret[1], githubPush(sha))
+	jobs, _ := ans["jobs"].([]any)
+	if code != http.StatusAccepted || ans["group_id"] == nil || len(jobs) != 1 || !strings.HasPrefix(jobs[0].(string), s.base+"/~alice/job/") {
+		t.Fatalf("push: %d %v", code, ans)
+	}
+	// the job page shows the job with its tags
+	resp, err := http.Get(jobs[0].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "commits") {
+		t.Errorf("job page %d", resp.StatusCode)
+	}
+
+	bad := commitPush(t, work, bare, map[string]string{".build.yml": "image: [\n"})
+	none := commitPush(t, work, bare, map[string]string{".build.yml": ""})
+	for _, tt := range []struct {
+		name, url, delivery, key string
+		body                     []byte
+		code                     int
+		msg                      string
+	}{
+		{"Replay", hook[1], "d-1", secret[1], githubPush(sha), http.StatusConflict, "received before"},
+		{"BadSignature", hook[1], "d-2", "wrong", githubPush(sha), http.StatusUnauthorized, "bad signature"},
+		{"UnknownRepository", s.base + "/forge/hook/00112233445566778899aabbccddeeff", "d-3", secret[1], githubPush(sha), http.StatusNotFound, "no repository"},
+		{"Oversized", hook[1], "d-4", secret[1], bytes.Repeat([]byte(" "), 9<<20), http.StatusRequestEntityTooLarge, "larger than"},
+		{"ManifestFailsToParse", hook[1], "d-5", secret[1], githubPush(bad), http.StatusUnprocessableEntity, ".build.yml: "},
+		{"NoManifest", hook[1], "d-6", secret[1], githubPush(none), http.StatusOK, "no build manifest"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, ans := post(tt.url, tt.delivery, tt.key, tt.body)
+			if code != tt.code || !strings.Contains(ans["message"].(string), tt.msg) || ans["group_id"] != nil {
+				t.Errorf("%d %v, want %d with %q", code, ans, tt.code, tt.msg)
+			}
+		})
+	}
+	if _, _, err := run(t, cfg, "", "repo", "rm", "--user", "alice", "proj"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := post(hook[1], "d-7", secret[1], githubPush(sha)); code != http.StatusNotFound {
+		t.Errorf("after rm: %d", code)
+	}
+}
+
+// TestSubmitRepo: `builds submit-repo` builds a branch's tip.
+func TestSubmitRepo(t *testing.T) {
+	cfg := testConfig(t, "")
+	if _, _, err := run(t, cfg, "", "user", "add", "alice", "--email", "alice@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bare, work := filepath.Join(dir, "proj.git"), filepath.Join(dir, "work")
+	gitIn(t, dir, "init", "-q", "--bare", "-b", "main", bare)
+	gitIn(t, dir, "init", "-q", "-b", "main", work)
+	sha := commitPush(t, work, bare, map[string]string{".build.yml": "image: debian/stable\ntasks:\n  - build: echo hi\n"})
+	if _, _, err := run(t, cfg, "", "repo", "add", "--user", "alice", "--kind", "git", "--url", bare); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, cfg, "", "submit-repo", "--user", "alice", "proj", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "submitted for refs/heads/main at "+sha) || !strings.Contains(out, "/~alice/job/") {
+		t.Errorf("submit-repo printed %q", out)
+	}
+	if _, _, err := run(t, cfg, "", "submit-repo", "--user", "alice", "proj", "nope"); err == nil || !strings.Contains(err.Error(), `no branch or tag "nope"`) {
+		t.Errorf("unknown branch: %v", err)
+	}
+}
