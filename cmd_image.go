@@ -26,7 +26,7 @@ import (
 // runImage runs `builds image <sub> [args]`. cfg is the loaded configuration.
 func runImage(ctx context.Context, cfg *app.Config, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("image: want build, list, rm, export, import or check")
+		return usagef("image: want build, list, rm, export, import, import-cloud or check")
 	}
 	sub, args := args[0], args[1:]
 	cat := &images.Catalog{Dir: cfg.Images.Dir, Aliases: cfg.Images.Aliases}
@@ -93,6 +93,20 @@ func runImage(ctx context.Context, cfg *app.Config, args []string, stdin io.Read
 		fmt.Fprintf(stderr, "imported %s (%s), built %s\n", img.Name, img.Arch, img.Meta.Built.Format(time.DateTime))
 		makeSnapshot(ctx, cfg, img, stderr)
 		return nil
+	case "import-cloud":
+		family := fs.String("family", "", "package family: apt, apk, pacman, dnf, zypper or pkg (default: what the guest has)")
+		firmware := fs.String("firmware", "", "bios or uefi (default: from the disk's partition table)")
+		replace := fs.Bool("replace", false, "replace an existing image of the same name and arch")
+		timeout := fs.Duration("timeout", runner.DefaultPrepareTimeout, "how long the preparing boot may take")
+		pos, err := parseFlags(fs, args, false)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 2 {
+			return usagef("image import-cloud: want NAME FILE, e.g. ubuntu/noble noble-server-cloudimg-amd64.img")
+		}
+		opt := images.CloudOptions{Arch: *arch, Family: images.Family(*family), Firmware: *firmware, Replace: *replace}
+		return imageImportCloud(ctx, cfg, cat, pos[0], pos[1], opt, *timeout, stderr)
 	case "check":
 		name, err := oneName(fs, args, sub)
 		if err != nil {
@@ -104,7 +118,7 @@ func runImage(ctx context.Context, cfg *app.Config, args []string, stdin io.Read
 		}
 		return imageCheck(ctx, cfg, img, stdout, stderr)
 	}
-	return usagef("image: unknown command %q (want build, list, rm, export, import or check)", sub)
+	return usagef("image: unknown command %q (want build, list, rm, export, import, import-cloud or check)", sub)
 }
 
 // oneName parses flags and returns the single image name argument.
@@ -148,6 +162,71 @@ func imageBuild(ctx context.Context, cfg *app.Config, cat *images.Catalog, name,
 		len(img.Meta.Packages), app.HumanSize(size), filepath.Join(img.Dir, images.BuildLogFile))
 	makeSnapshot(ctx, cfg, img, stderr)
 	return nil
+}
+
+// imageImportCloud imports a distribution's cloud image: copied into the
+// catalogue, booted once with a NoCloud seed that prepares it for jobs.
+func imageImportCloud(ctx context.Context, cfg *app.Config, cat *images.Catalog, name, file string,
+	opt images.CloudOptions, timeout time.Duration, stderr io.Writer) error {
+	start := time.Now()
+	fmt.Fprintf(stderr, "copying %s into the catalogue as %s\n", file, name)
+	ci, err := cat.StartCloudImport(ctx, name, file, opt)
+	if err != nil {
+		return err
+	}
+	res, err := prepareCloud(ctx, cfg, ci, timeout, stderr)
+	if err != nil {
+		ci.Abort()
+		return fmt.Errorf("import-cloud %s: %w (log: %s)", name, err, ci.FailedLog())
+	}
+	img, err := ci.Finish(res)
+	if err != nil {
+		return fmt.Errorf("import-cloud %s: %w", name, err)
+	}
+	size, _ := img.Size()
+	control := "resumable from snapshots"
+	if img.Meta.Control == "" {
+		control = "no control channel: jobs always boot it"
+	}
+	fmt.Fprintf(stderr, "imported %s (%s) in %s: %s, family %s, %s firmware, kernel %s, %s on disk; %s\n  %s\n",
+		img.Name, img.Arch, time.Since(start).Round(100*time.Millisecond), img.Meta.OS, img.Meta.Family,
+		img.Meta.Firmware, img.Meta.KernelVersion, app.HumanSize(size), control, filepath.Join(img.Dir, images.BuildLogFile))
+	makeSnapshot(ctx, cfg, img, stderr)
+	return nil
+}
+
+// prepareCloud runs the preparing boot of a staged cloud image, its
+// console going to the image's build log.
+func prepareCloud(ctx context.Context, cfg *app.Config, ci *images.CloudImport, timeout time.Duration, stderr io.Writer) (*images.PrepareResult, error) {
+	accel, warn := runner.ProbeAccel(ctx, cfg.Runner.Accel)
+	if warn != "" {
+		fmt.Fprintf(stderr, "warning: %s\n", warn)
+	}
+	policy, err := cfg.GuestPolicy()
+	if err != nil {
+		return nil, err
+	}
+	log, err := os.Create(ci.Log)
+	if err != nil {
+		return nil, fmt.Errorf("create log: %w", err)
+	}
+	defer log.Close()
+	work, err := os.MkdirTemp(ci.Dir, "prepare-")
+	if err != nil {
+		return nil, fmt.Errorf("create work dir: %w", err)
+	}
+	defer os.RemoveAll(work)
+	fmt.Fprintf(stderr, "preparing boot of %s (%s firmware, %s): cloud-init, then %s\n", ci.Name, ci.Firmware, accel,
+		"images/recipes/cloud/prepare.sh")
+	mem := cfg.Runner.Memory
+	if mem < 1024 {
+		mem = 1024
+	}
+	return runner.PrepareCloudImage(ctx, runner.PrepareConfig{
+		VM: runner.VMConfig{Image: ci.PreparingImage(), CPUs: cfg.Runner.CPUs, MemoryMiB: mem, Accel: accel,
+			CPUModel: cfg.Runner.CPUModel, WorkDir: work, Console: log, Network: policy},
+		Seed: ci.Seed, Timeout: timeout,
+	})
 }
 
 // makeSnapshot makes a new image's snapshot so that its first job resumes

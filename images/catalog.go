@@ -12,6 +12,7 @@
 package images
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,6 +21,9 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
+
+	_ "embed"
 )
 
 // DefaultArch is the architecture used when a job names none (upstream's
@@ -29,17 +33,48 @@ const DefaultArch = "amd64"
 // MetadataFile is the name of an image's metadata file.
 const MetadataFile = "image.json"
 
-// DefaultAliases returns the Debian aliases builds.sr.ht offers, pointing at
-// the releases the Debian archive assigns those suite names to (2026). Sites
-// override or extend them with [images] aliases.
-func DefaultAliases() map[string]string {
-	return map[string]string{
-		"debian/stable":       "debian/trixie",
-		"debian/oldstable":    "debian/bookworm",
-		"debian/oldoldstable": "debian/bullseye",
-		"debian/testing":      "debian/forky",
-		"debian/unstable":     "debian/sid",
+// aliasData is aliases.txt: builds.sr.ht's aliases, as data.
+//
+//go:embed aliases.txt
+var aliasData string
+
+// upstreamAliases parses aliases.txt once; the map is never written.
+var upstreamAliases = sync.OnceValue(func() map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(aliasData, "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		if f := strings.Fields(line); len(f) == 2 {
+			m[f[0]] = f[1]
+		}
 	}
+	return m
+})
+
+// DefaultAliases returns the Debian aliases builds.sr.ht offers, pointing at
+// the releases the Debian archive assigns those suite names to (aliases.txt).
+// Sites override or extend them with [images] aliases.
+func DefaultAliases() map[string]string {
+	m := map[string]string{}
+	for k, v := range upstreamAliases() {
+		if strings.HasPrefix(k, "debian/") {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// CloudAliases returns aliases.txt's aliases of the other distributions
+// (ubuntu/lts, alpine/latest, archlinux, ...), whose images operators
+// import from the distributions' cloud images. Every catalogue resolves
+// them unless its own Aliases name the same alias.
+func CloudAliases() map[string]string {
+	m := map[string]string{}
+	for k, v := range upstreamAliases() {
+		if !strings.HasPrefix(k, "debian/") {
+			m[k] = v
+		}
+	}
+	return m
 }
 
 // Catalog is the set of images below Dir plus the configured aliases. An
@@ -65,17 +100,48 @@ func NewCatalog(dir string, aliases map[string]string) *Catalog {
 }
 
 // NotFoundError reports a missing image or a missing architecture of an
-// image. Its text matches builds.sr.ht's; it unwraps to fs.ErrNotExist.
+// image. Its text starts as builds.sr.ht's and goes on to name the images
+// that exist and how to add one; it unwraps to fs.ErrNotExist.
 type NotFoundError struct {
 	Name string // as the user wrote it
 	Arch string // set when the image exists but not for this arch
+	// Canonical is what Name resolved to ("" = Name itself).
+	Canonical string
+	// Available lists the catalogue's images ("name (arch, ...)"), for
+	// the error to name them; nil names none.
+	Available []string
 }
+
+// maxListed bounds how many images an error names.
+const maxListed = 20
 
 func (e *NotFoundError) Error() string {
 	if e.Arch != "" {
 		return fmt.Sprintf("Image '%s' is not available for arch '%s'", e.Name, e.Arch)
 	}
-	return fmt.Sprintf("Image '%s' does not exist", e.Name)
+	var b strings.Builder
+	fmt.Fprintf(&b, "Image '%s' does not exist", e.Name)
+	if e.Available == nil {
+		return b.String()
+	}
+	target := cmp.Or(e.Canonical, e.Name)
+	if target != e.Name {
+		fmt.Fprintf(&b, " (an alias of %s)", target)
+	}
+	switch n := len(e.Available); {
+	case n == 0:
+		b.WriteString("; this server has no images yet")
+	case n > maxListed:
+		fmt.Fprintf(&b, "; images here: %s and %d more", strings.Join(e.Available[:maxListed], ", "), n-maxListed)
+	default:
+		fmt.Fprintf(&b, "; images here: %s", strings.Join(e.Available, ", "))
+	}
+	if d, _, _ := SplitName(target); d == "debian" {
+		fmt.Fprintf(&b, ". An administrator adds it with `builds image build %s`", target)
+	} else {
+		fmt.Fprintf(&b, ". An administrator adds it from the distribution's cloud image with `builds image import-cloud %s FILE` (images/README.md)", target)
+	}
+	return b.String()
 }
 
 // Unwrap lets errors.Is(err, fs.ErrNotExist) match.
@@ -110,20 +176,37 @@ func CheckArch(arch string) error {
 	return nil
 }
 
-// Resolve follows aliases and returns the canonical "distro/release".
+// alias returns what name is an alias of: the catalogue's own aliases
+// first, then CloudAliases.
+func (c *Catalog) alias(name string) (string, bool) {
+	if t, ok := c.Aliases[name]; ok {
+		return t, true
+	}
+	if strings.HasPrefix(name, "debian/") {
+		return "", false // Debian's defaults are config (DefaultAliases): removable
+	}
+	t, ok := upstreamAliases()[name]
+	return t, ok
+}
+
+// Resolve follows aliases and returns the canonical "distro/release". An
+// alias may be one word (builds.sr.ht's "archlinux"); images may not.
 func (c *Catalog) Resolve(name string) (string, error) {
 	seen := map[string]bool{}
 	cur := name
 	for {
-		if _, _, err := SplitName(cur); err != nil {
-			if cur != name {
-				return "", fmt.Errorf("alias %q -> %q: %w", name, cur, err)
-			}
-			return "", err
-		}
-		next, ok := c.Aliases[cur]
+		next, ok := c.alias(cur)
 		if !ok || next == cur { // a name mapped to itself is an image, not an alias
+			if _, _, err := SplitName(cur); err != nil {
+				if cur != name {
+					return "", fmt.Errorf("alias %q -> %q: %w", name, cur, err)
+				}
+				return "", err
+			}
 			return cur, nil
+		}
+		if !partRe.MatchString(strings.Replace(cur, "/", "", 1)) || strings.Contains(cur, "..") {
+			return "", fmt.Errorf("invalid image name %q: use lower-case letters, digits and . _ + -", cur)
 		}
 		if seen[cur] {
 			return "", fmt.Errorf("alias %q: loop through %q", name, cur)
@@ -136,7 +219,14 @@ func (c *Catalog) Resolve(name string) (string, error) {
 // AliasesFor lists the aliases that resolve to the canonical name.
 func (c *Catalog) AliasesFor(canonical string) []string {
 	var out []string
+	names := map[string]bool{}
 	for a := range c.Aliases {
+		names[a] = true
+	}
+	for a := range CloudAliases() {
+		names[a] = true
+	}
+	for a := range names {
 		if t, err := c.Resolve(a); err == nil && t == canonical && a != canonical {
 			out = append(out, a)
 		}
@@ -170,7 +260,7 @@ func (c *Catalog) Lookup(name, arch string) (*Image, error) {
 		return nil, err
 	}
 	if len(arches) == 0 {
-		return nil, &NotFoundError{Name: name}
+		return nil, &NotFoundError{Name: name, Canonical: canonical, Available: c.available()}
 	}
 	if arch == "" {
 		arch = DefaultArch
@@ -186,6 +276,26 @@ func (c *Catalog) Lookup(name, arch string) (*Image, error) {
 		}
 	}
 	return nil, &NotFoundError{Name: name, Arch: arch}
+}
+
+// available lists the catalogue's images for an error, each with its
+// arches and aliases; an unreadable catalogue lists none.
+func (c *Catalog) available() []string {
+	imgs, _ := c.List()
+	out := []string{}
+	for i := 0; i < len(imgs); {
+		name := imgs[i].Name
+		var arches []string
+		for ; i < len(imgs) && imgs[i].Name == name; i++ {
+			arches = append(arches, imgs[i].Arch)
+		}
+		s := name + " (" + strings.Join(arches, ", ")
+		if al := c.AliasesFor(name); len(al) > 0 {
+			s += "; " + strings.Join(al, ", ")
+		}
+		out = append(out, s+")")
+	}
+	return out
 }
 
 // arches lists the architectures below a release directory that hold an

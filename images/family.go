@@ -31,11 +31,16 @@ func ParseFamily(s string) (Family, error) {
 			return f, nil
 		}
 	}
+	return "", fmt.Errorf("unknown package family %q: want one of %s", s, familyNames())
+}
+
+// familyNames lists the families, comma separated.
+func familyNames() string {
 	names := make([]string, len(Families))
 	for i, f := range Families {
 		names[i] = string(f)
 	}
-	return "", fmt.Errorf("unknown package family %q: want one of %s", s, strings.Join(names, ", "))
+	return strings.Join(names, ", ")
 }
 
 // osFamilies maps os-release ID (and ID_LIKE) words to families.

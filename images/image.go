@@ -57,6 +57,8 @@ type Metadata struct {
 	// FirmwareBIOS (SeaBIOS) or FirmwareUEFI (OVMF) start the disk's own
 	// bootloader; "" means direct kernel boot (Kernel is required).
 	Firmware string `json:"firmware,omitempty"`
+	// OS is the guest's os-release PRETTY_NAME (imported cloud images).
+	OS string `json:"os,omitempty"`
 }
 
 // Firmware boots of images that bring their own bootloader (imported

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -19,12 +20,37 @@ import (
 const qemuBinary = "qemu-system-x86_64"
 
 // kernelBoot is how QEMU starts a guest: which kernel, initrd and command line
-// QEMU loads directly (no bootloader).
+// QEMU loads directly (no bootloader), or with no kernel, the firmware
+// that starts the disk's own bootloader.
 type kernelBoot struct {
-	Kernel  string // PVH vmlinux (entered directly) or bzImage (via firmware)
-	Initrd  string // "" = none
-	Cmdline string
-	Extra   []string // more QEMU arguments (benchmarks add a second NIC)
+	Kernel   string // PVH vmlinux (entered directly) or bzImage (via firmware); "" = firmware boot
+	Initrd   string // "" = none
+	Cmdline  string
+	Firmware string   // with no Kernel: a -bios file (OVMF); "" = SeaBIOS
+	Extra    []string // more QEMU arguments (benchmarks add a second NIC)
+}
+
+// ovmfPaths are where Debian's ovmf package puts the UEFI firmware that
+// QEMU loads with -bios (variables live in RAM: nothing persists).
+var ovmfPaths = []string{"/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd"}
+
+// imageBoot returns how the image boots: its kernel, or its firmware.
+func imageBoot(img *images.Image) (kernelBoot, error) {
+	switch img.Meta.Firmware {
+	case "":
+		return kernelBoot{Kernel: img.Kernel(), Initrd: img.Initrd(), Cmdline: img.Meta.Cmdline}, nil
+	case images.FirmwareBIOS:
+		return kernelBoot{}, nil
+	case images.FirmwareUEFI:
+		for _, p := range ovmfPaths {
+			if _, err := os.Stat(p); err == nil {
+				return kernelBoot{Firmware: p}, nil
+			}
+		}
+		return kernelBoot{}, fmt.Errorf("image %s boots through UEFI, but no OVMF firmware is installed (%s): install the ovmf package (make deps)",
+			img.Name, strings.Join(ovmfPaths, ", "))
+	}
+	return kernelBoot{}, fmt.Errorf("image %s: unknown firmware %q", img.Name, img.Meta.Firmware)
 }
 
 // vmFiles are the paths and descriptors one VM's QEMU uses.
@@ -69,13 +95,18 @@ func qemuArgs(cfg VMConfig, spec kernelBoot, f vmFiles) []string {
 		"-drive", "id=root,if=none,file=" + f.overlay + ",format=qcow2,cache=unsafe,discard=unmap",
 		"-device", "virtio-blk-pci,drive=root",
 		"-device", "virtio-rng-pci",
-		"-kernel", spec.Kernel,
-		"-append", spec.Cmdline,
+	}
+	switch {
+	case spec.Kernel != "":
+		args = append(args, "-kernel", spec.Kernel, "-append", spec.Cmdline)
+		if spec.Initrd != "" {
+			args = append(args, "-initrd", spec.Initrd)
+		}
+	case spec.Firmware != "":
+		// the disk's own bootloader; SeaBIOS is QEMU's default
+		args = append(args, "-bios", spec.Firmware)
 	}
 	args = append(args, guestnet.QEMUArgs(f.netFD)...)
-	if spec.Initrd != "" {
-		args = append(args, "-initrd", spec.Initrd)
-	}
 	if f.key != "" {
 		args = append(args, "-fw_cfg", "name=opt/ci/authorized_keys,file="+f.key)
 	}

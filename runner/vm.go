@@ -113,8 +113,13 @@ func startVM(ctx context.Context, cfg VMConfig, spec kernelBoot) (*VM, error) {
 	if err := checkConfig(&cfg); err != nil {
 		return nil, err
 	}
-	if spec.Kernel == "" {
-		spec.Kernel, spec.Initrd, spec.Cmdline = cfg.Image.Kernel(), cfg.Image.Initrd(), cfg.Image.Meta.Cmdline
+	if spec.Kernel == "" && spec.Firmware == "" {
+		extra := spec.Extra
+		var err error
+		if spec, err = imageBoot(cfg.Image); err != nil {
+			return nil, fmt.Errorf("start vm: %w", err)
+		}
+		spec.Extra = extra
 	}
 	hostKey, err := cfg.Image.HostKey()
 	if err != nil {

@@ -26,7 +26,13 @@ import (
 // newVMHarness is a harness whose pool boots QEMU guests of the test image.
 func newVMHarness(t testing.TB, opts ...func(*app.Config)) (*harness, *images.Image) {
 	t.Helper()
-	img := imagestest.Bookworm(t)
+	return newVMHarnessOf(t, imagestest.Bookworm(t), opts...)
+}
+
+// newVMHarnessOf is a harness whose pool boots QEMU guests of img, the one
+// image of its catalogue's <distro>/<release>/<arch> directory.
+func newVMHarnessOf(t testing.TB, img *images.Image, opts ...func(*app.Config)) (*harness, *images.Image) {
+	t.Helper()
 	opts = append([]func(*app.Config){func(c *app.Config) {
 		c.Runner.Accel = "tcg" // the VM engineer's probe decides "auto"; CI machines have no usable KVM
 		c.Runner.Memory = 1024
@@ -39,7 +45,7 @@ func newVMHarness(t testing.TB, opts ...func(*app.Config)) (*harness, *images.Im
 	}}, opts...)
 	h := openHarness(t, opts...)
 	h.timeout = 8 * time.Minute // TCG on a busy CI machine
-	// The image lives in <catalogue>/debian/bookworm/amd64.
+	// The image lives in <catalogue>/<distro>/<release>/<arch>.
 	catDir := filepath.Dir(filepath.Dir(filepath.Dir(img.Dir)))
 	booter, err := NewQEMUBooter(h.cfg, images.NewCatalog(catDir, nil), h.cfg.Runner.Accel)
 	if err != nil {

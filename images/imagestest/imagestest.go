@@ -10,6 +10,9 @@ package imagestest
 
 import (
 	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,4 +109,112 @@ func Bookworm(tb testing.TB) *images.Image {
 	}
 	tb.Logf("built test image %s in %s (cached in %s)", img.Name, time.Since(start).Round(100*time.Millisecond), dir)
 	return img
+}
+
+// mkcloudScript makes the test's cloud image (CloudImage).
+//
+//go:embed mkcloud.sh
+var mkcloudScript []byte
+
+// CloudName is the name tests import the test cloud image as.
+const CloudName = "testcloud/bookworm"
+
+// CloudImage returns a cloud image file made the way distributions make
+// theirs (mkcloud.sh: a partitioned disk with GRUB, Debian's kernel and
+// its cloud-init package, nothing of builds), built on first use from the
+// host's Debian mirror and cached, keyed by the script's hash.
+func CloudImage(tb testing.TB) string {
+	tb.Helper()
+	RequireVM(tb)
+	sum := sha256.Sum256(mkcloudScript)
+	key := "cloud-" + hex.EncodeToString(sum[:8])
+	dir, unlock := cacheDir(tb, key)
+	defer unlock()
+	file := filepath.Join(dir, "bookworm-cloud.qcow2")
+	if _, err := os.Stat(file); err == nil {
+		return file
+	}
+	requireTools(tb, "mmdebstrap", "mkfs.ext4", "sfdisk")
+	if os.Geteuid() != 0 {
+		tb.Fatalf("%s=1: making the test cloud image needs root (mmdebstrap), and %s has none", EnvVMTests, dir)
+	}
+	mirror, err := images.HostMirror("/")
+	if err != nil {
+		tb.Fatalf("test cloud image: %v", err)
+	}
+	security := mirror.Security
+	if security == "" {
+		security = "none"
+	}
+	script := filepath.Join(dir, "mkcloud.sh")
+	if err := os.WriteFile(script, mkcloudScript, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	cas, _ := filepath.Glob("/usr/local/share/ca-certificates/*.crt")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "sh", append([]string{script, file, mirror.Archive, security}, cas...)...)
+	// a private mount namespace: mmdebstrap's bind mounts vanish with it
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Unshareflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		tb.Fatalf("make the test cloud image: %v\n%s", err, out)
+	}
+	tb.Logf("made the test cloud image in %s (cached in %s)", time.Since(start).Round(100*time.Millisecond), dir)
+	return file
+}
+
+// PreparedCloud returns the test cloud image imported as CloudName into a
+// cached catalogue; when the cache has none, importCloud imports
+// CloudImage's file into the catalogue directory it is given (cloud-init's
+// first boot: minutes under TCG). key names what decides the result (the
+// seed's recipe), so a changed recipe imports again.
+func PreparedCloud(tb testing.TB, importCloud func(catDir, file string) error) *images.Image {
+	tb.Helper()
+	file := CloudImage(tb)
+	hash, err := images.RecipeHash("cloud")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sum := sha256.Sum256(mkcloudScript)
+	dir, unlock := cacheDir(tb, "prepared-"+hex.EncodeToString(sum[:4])+"-"+hash)
+	defer unlock()
+	cat := images.NewCatalog(dir, nil)
+	if img, err := cat.Lookup(CloudName, "amd64"); err == nil {
+		return img
+	}
+	start := time.Now()
+	if err := importCloud(dir, file); err != nil {
+		tb.Fatalf("import the test cloud image: %v", err)
+	}
+	img, err := cat.Lookup(CloudName, "amd64")
+	if err != nil {
+		tb.Fatalf("import the test cloud image: %v", err)
+	}
+	tb.Logf("imported the test cloud image in %s (cached in %s)", time.Since(start).Round(100*time.Millisecond), dir)
+	return img
+}
+
+// cacheDir returns the cache directory key, locked against other test
+// binaries until unlock.
+func cacheDir(tb testing.TB, key string) (string, func()) {
+	tb.Helper()
+	cache := os.Getenv(EnvCache)
+	if cache == "" {
+		cache = DefaultCache
+	}
+	dir := filepath.Join(cache, key)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatalf("image cache: %v", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(cache, key+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		tb.Fatalf("image cache: %v", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		lock.Close()
+		tb.Fatalf("image cache lock: %v", err)
+	}
+	return dir, func() { lock.Close() }
 }
