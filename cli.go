@@ -30,6 +30,8 @@ commands:
        [--deploy-key SECRET] [--token-stdin] [--branches "main rel/*"] [--visibility V]
   repo list --user U | repo rm --user U NAME   connected repositories (built on push)
   submit-repo --user U REPO [REF]  build a branch's tip (or tag, commit) of a repository
+  hook post-receive --url URL --secret-file F  a bare repository's post-receive hook
+       (repo add --kind git prints how to install it)
   manifest check FILE...       validate build manifests
   image build|list|rm|export|import|check ...
   layer list | rm KEY... | prune  manage the package layers jobs reuse
@@ -108,6 +110,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return m.withService(ctx, rest, func(svc *app.Service, args []string) error {
 			return runSubmitRepo(app.SystemContext(ctx), svc, args, m.Stdout, m.Stderr)
 		})
+	case "hook":
+		return runHook(ctx, rest, os.Getenv, m.Stdin, m.Stdout, m.Stderr)
 	case "manifest":
 		return m.cmdManifest(ctx, rest)
 	case "image":

@@ -58,10 +58,15 @@ func runRepo(ctx context.Context, svc *app.Service, args []string, stdin io.Read
 		if err != nil {
 			return err
 		}
+		hookURL := strings.TrimRight(svc.Config.Builds.Origin, "/") + r.WebhookPath()
 		fmt.Fprintf(stdout, "repository %s connected\n", r.Name)
-		if r.Kind != app.ForgeGit {
-			fmt.Fprintf(stdout, "webhook URL:    %s%s\n", strings.TrimRight(svc.Config.Builds.Origin, "/"), r.WebhookPath())
-			fmt.Fprintf(stdout, "webhook secret: %s\n", r.WebhookSecret)
+		fmt.Fprintf(stdout, "webhook URL:    %s\n", hookURL)
+		fmt.Fprintf(stdout, "webhook secret: %s\n", r.WebhookSecret)
+		if r.Kind == app.ForgeGit {
+			fmt.Fprintln(stdout, "(the secret is shown only now)")
+			fmt.Fprintln(stdout)
+			fmt.Fprint(stdout, hookInstructions(r, hookURL))
+		} else {
 			fmt.Fprintln(stdout, "(the secret is shown only now; see the README for where each forge wants them)")
 		}
 		return nil

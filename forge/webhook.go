@@ -1,6 +1,7 @@
 // Package forge is the adapter between builds and the places code lives:
 // it verifies and decodes GitHub, GitLab, Forgejo and Gitea webhook
-// deliveries, and reads a pushed commit's manifests with git. It
+// deliveries and those of `builds hook post-receive` (hook.go), and
+// reads a pushed commit's manifests with git. It
 // implements app.Forge; the Service decides what a push builds.
 package forge
 
@@ -36,8 +37,10 @@ func (a *Adapter) ParseWebhook(kind app.ForgeKind, secret []byte, h http.Header,
 		return parseGitLab(secret, h, body)
 	case app.ForgeForgejo, app.ForgeGitea:
 		return parseGitea(kind, secret, h, body)
+	case app.ForgeGit:
+		return parseGitHook(secret, h, body)
 	}
-	return nil, app.Errorf(app.EINVALID, "repositories of kind %q take no webhooks (use builds hook post-receive)", kind)
+	return nil, app.Errorf(app.EINVALID, "unknown forge kind %q", kind)
 }
 
 // verifyHMAC checks a hex HMAC-SHA256 of body, in constant time.

@@ -145,7 +145,11 @@ func TestParseWebhookRefused(t *testing.T) {
 		{"GiteaUnsigned", app.ForgeGitea, func(h http.Header, b []byte) []byte { h.Del("X-Gitea-Signature"); return b }, app.EUNAUTHORIZED, "unsigned"},
 		{"GiteaWrong", app.ForgeGitea, func(h http.Header, b []byte) []byte { h.Set("X-Gitea-Signature", sign("x", b)); return b }, app.EUNAUTHORIZED, "bad signature"},
 		{"ForgejoWrong", app.ForgeForgejo, func(h http.Header, b []byte) []byte { h.Set("X-Forgejo-Signature", sign("x", b)); return b }, app.EUNAUTHORIZED, "bad signature"},
-		{"PlainGit", app.ForgeGit, func(h http.Header, b []byte) []byte { return b }, app.EINVALID, "no webhooks"},
+		{"PlainGitUnsigned", app.ForgeGit, func(h http.Header, b []byte) []byte { return b }, app.EUNAUTHORIZED, "unsigned delivery: no X-Builds-Signature"},
+		{"PlainGitWrongSecret", app.ForgeGit, func(h http.Header, b []byte) []byte {
+			h.Set(forge.HookSignatureHeader, forge.SignHook([]byte("other"), b))
+			return b
+		}, app.EUNAUTHORIZED, "bad signature in X-Builds-Signature"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
