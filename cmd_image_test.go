@@ -65,6 +65,10 @@ func TestImageCommands(t *testing.T) {
 	dst := imageConfig(t, t.TempDir())
 	writeFakeImage(t, src.Images.Dir, "debian/bookworm", "amd64")
 	var archive []byte
+	notDisk := filepath.Join(t.TempDir(), "notes.img")
+	if err := os.WriteFile(notDisk, bytes.Repeat([]byte("not a disk image\n"), 1<<16), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name    string
 		cfg     *app.Config
@@ -93,6 +97,15 @@ func TestImageCommands(t *testing.T) {
 		{name: "ErrBuildNoName", cfg: src, args: []string{"build"}, wantErr: "want one image name"},
 		{name: "ErrBuildArch", cfg: src, args: []string{"build", "debian/bookworm", "--arch", "s390x", "--mirror", "http://127.0.0.1:9/debian"}, wantErr: "cannot build arch"},
 		{name: "ErrBuildMirror", cfg: src, args: []string{"build", "debian/bookworm", "--mirror", "a b c"}, wantErr: "debian-mirror"},
+		{name: "ErrImportCloudArgs", cfg: src, args: []string{"import-cloud", "ubuntu/noble"}, wantErr: "want NAME FILE"},
+		{name: "ErrImportCloudMissing", cfg: src, args: []string{"import-cloud", "ubuntu/noble", filepath.Join(t.TempDir(), "noble.img")}, wantErr: "no such file"},
+		{name: "ErrImportCloudNotDisk", cfg: src, args: []string{"import-cloud", "ubuntu/noble", notDisk}, wantErr: "without a partition table"},
+		{name: "ErrImportCloudFamily", cfg: src, args: []string{"import-cloud", "ubuntu/noble", notDisk, "--family", "yum"}, wantErr: `unknown package family "yum"`},
+		{name: "ErrImportCloudArch", cfg: src, args: []string{"import-cloud", "ubuntu/noble", notDisk, "--arch", "arm64"}, wantErr: "amd64"},
+		{name: "ErrImportCloudBadArch", cfg: src, args: []string{"import-cloud", "ubuntu/noble", notDisk, "--arch", "../x"}, wantErr: "invalid arch"},
+		{name: "ErrImportCloudDotDot", cfg: src, args: []string{"import-cloud", "ubuntu/../../etc", notDisk}, wantErr: "invalid image name"},
+		{name: "ErrImportCloudAlias", cfg: src, args: []string{"import-cloud", "ubuntu/lts", notDisk}, wantErr: "import the image as ubuntu/noble"},
+		{name: "ErrImportCloudFirmware", cfg: src, args: []string{"import-cloud", "ubuntu/noble", notDisk, "--firmware", "coreboot"}, wantErr: `firmware "coreboot"`},
 		{name: "ErrUnknown", cfg: src, args: []string{"frobnicate"}, wantErr: "unknown command"},
 		{name: "ErrNoSub", cfg: src, args: nil, wantErr: "want build, list"},
 	} {

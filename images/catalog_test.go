@@ -2,6 +2,7 @@ package images
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -333,4 +334,79 @@ func TestLockImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	l2.unlock()
+}
+
+// builds.sr.ht's aliases of the other distributions resolve in every
+// catalogue (aliases.txt), one-word ones too; the configuration repoints
+// them, and Debian's stay the configuration's own.
+func TestCloudAliases(t *testing.T) {
+	c := NewCatalog(t.TempDir(), map[string]string{"fedora/latest": "fedora/44"})
+	delete(c.Aliases, "debian/testing")
+	for _, tt := range []struct{ in, want, err string }{
+		{in: "ubuntu/lts", want: "ubuntu/noble"},
+		{in: "alpine/latest", want: "alpine/3.23"},
+		{in: "archlinux", want: "archlinux/rolling"},
+		{in: "rockylinux/latest", want: "rockylinux/10"},
+		{in: "freebsd/latest", want: "freebsd/15.x"},
+		{in: "fedora/latest", want: "fedora/44"},       // repointed by the configuration
+		{in: "debian/testing", want: "debian/testing"}, // removed by it: an image name, no fallback
+		{in: "ubuntu", err: "want distro/release"},     // not an alias
+		{in: "alpine/edge", want: "alpine/edge"},       // an image name of its own
+		{in: "../archlinux", err: "invalid image name"},
+	} {
+		got, err := c.Resolve(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("Resolve(%q) = %q, %v; want error %q", tt.in, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("Resolve(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	if got := c.AliasesFor("ubuntu/noble"); !slices.Equal(got, []string{"ubuntu/24.04", "ubuntu/lts"}) {
+		t.Errorf("AliasesFor(ubuntu/noble) = %v", got)
+	}
+	for alias, target := range CloudAliases() {
+		if _, _, err := SplitName(target); err != nil {
+			t.Errorf("aliases.txt: %s -> %s: %v", alias, target, err)
+		}
+		if strings.HasPrefix(alias, "debian/") {
+			t.Errorf("CloudAliases has %s", alias)
+		}
+	}
+	if d := DefaultAliases(); len(d) != 5 || d["debian/stable"] != "debian/trixie" {
+		t.Errorf("DefaultAliases = %v", d)
+	}
+}
+
+// An unknown image's error names the images there and how to add one.
+func TestNotFoundNamesImages(t *testing.T) {
+	root := t.TempDir()
+	c := NewCatalog(root, nil)
+	_, err := c.Lookup("ubuntu/lts", "")
+	if err == nil || err.Error() != "Image 'ubuntu/lts' does not exist (an alias of ubuntu/noble); this server has no images yet. "+
+		"An administrator adds it from the distribution's cloud image with `builds image import-cloud ubuntu/noble FILE` (images/README.md)" {
+		t.Fatalf("empty catalogue: %v", err)
+	}
+	fakeImage(t, root, "debian/bookworm", "amd64")
+	fakeImage(t, root, "debian/bookworm", "arm64")
+	fakeImage(t, root, "alpine/3.23", "amd64")
+	_, err = c.Lookup("debian/buster", "")
+	want := "Image 'debian/buster' does not exist; images here: alpine/3.23 (amd64; alpine/latest), debian/bookworm (amd64, arm64; debian/oldstable). " +
+		"An administrator adds it with `builds image build debian/buster`"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v\nwant  %s", err, want)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Error("does not unwrap to fs.ErrNotExist")
+	}
+	for i := 0; i < 25; i++ {
+		fakeImage(t, root, fmt.Sprintf("many/r%02d", i), "amd64")
+	}
+	if _, err = c.Lookup("archlinux", ""); err == nil || !strings.Contains(err.Error(), "and 7 more") ||
+		!strings.Contains(err.Error(), "import-cloud archlinux/rolling FILE") {
+		t.Fatalf("err = %v", err)
+	}
 }

@@ -145,13 +145,16 @@ func (ci *CloudImport) stage(ctx context.Context, file, firmware string) error {
 		}
 	}
 	ci.Firmware = firmware
-	if ci.Family == "" {
-		f, osr, err := GuessFamily(ctx, disk)
-		if err != nil {
-			return fmt.Errorf("cloud image %s: cannot tell its package family: %v; give --family (%s)", file, err, familyNames())
-		}
-		ci.Family, ci.OSRelease = f, osr
+	// the os-release names the family (and the OS for image.json); with
+	// --family given, an unreadable one does not matter
+	f, osr, err := GuessFamily(ctx, disk)
+	switch {
+	case err != nil && ci.Family == "":
+		return fmt.Errorf("cloud image %s: cannot tell its package family: %v; give --family (%s)", file, err, familyNames())
+	case err == nil && ci.Family == "":
+		ci.Family = f
 	}
+	ci.OSRelease = osr
 	_, hostKey, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return fmt.Errorf("generate host key: %w", err)
