@@ -433,3 +433,52 @@ func TestVMSaveResume(t *testing.T) {
 	}
 	t.Logf("boot_id (kept by every resume of one state): %s / %s", ids[0].bootID, ids[1].bootID)
 }
+
+// Images that bring their own bootloader boot through firmware: SeaBIOS
+// (QEMU's default) or OVMF, never -kernel.
+func TestImageBootFirmware(t *testing.T) {
+	for _, tt := range []struct {
+		name, firmware string
+		want, absent   []string
+		err            string
+	}{
+		{name: "kernel", want: []string{"-kernel /img/vmlinux", "-initrd /img/initrd.img"}, absent: []string{"-bios"}},
+		{name: "bios", firmware: images.FirmwareBIOS, absent: []string{"-kernel", "-initrd", "-append", "-bios"}},
+		{name: "uefi", firmware: images.FirmwareUEFI, want: []string{"-bios /usr/share/ovmf/OVMF.fd"}, absent: []string{"-kernel"}},
+		{name: "unknown", firmware: "coreboot", err: `unknown firmware "coreboot"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			img := &images.Image{Name: "x/y", Arch: "amd64", Dir: "/img", Meta: images.Metadata{Firmware: tt.firmware, Disk: "d.qcow2"}}
+			if tt.firmware == "" {
+				img.Meta.Kernel, img.Meta.Initrd, img.Meta.Cmdline = "vmlinux", "initrd.img", "quiet"
+			}
+			spec, err := imageBoot(img)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if tt.firmware == images.FirmwareUEFI && err != nil {
+				if _, serr := os.Stat("/usr/share/ovmf/OVMF.fd"); serr != nil && strings.Contains(err.Error(), "install the ovmf package") {
+					t.Skip("ovmf is not installed (make deps)")
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := qemuArgs(VMConfig{Image: img, CPUs: 1, MemoryMiB: 512, Accel: "tcg"}, spec, vmFiles{overlay: "/w/disk.qcow2", qmp: "/w/qmp.sock", netFD: 3})
+			joined := " " + strings.Join(args, " ") + " "
+			for _, w := range tt.want {
+				if !strings.Contains(joined, " "+w+" ") {
+					t.Errorf("missing %q in %s", w, joined)
+				}
+			}
+			for _, a := range tt.absent {
+				if slices.Contains(args, a) {
+					t.Errorf("unexpected %q in %s", a, joined)
+				}
+			}
+		})
+	}
+}
