@@ -202,6 +202,12 @@ func (s *Service) submitPush(ctx context.Context, r *Repo, p *RepoPush, c *Forge
 		jobs = append(jobs, job)
 		ids = append(ids, job.ID)
 	}
+	names := make([]string, len(jobs))
+	for i := range jobs {
+		names[i] = c.Manifests[i].Name
+	}
+	// before the group starts the jobs, so their first change finds them
+	s.queueCommitStatuses(ctx, r, p, c.SHA, jobs, names)
 	g, err := s.CreateGroup(as, ids, nil, nil, &note)
 	if err != nil {
 		s.cancelJobs(as, jobs)

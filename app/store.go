@@ -107,6 +107,8 @@ type Store interface {
 	RunnerStore
 	// Connected repositories and their pushes (repo.go).
 	RepoStore
+	// Commit statuses reported to forges (status.go).
+	StatusStore
 
 	// Users, keys and tokens.
 	CreateUser(ctx context.Context, u *User) error

@@ -85,6 +85,7 @@ type Dispatcher struct {
 
 	wakeEvents     chan struct{}
 	wakeDeliveries chan struct{}
+	wakeStatuses   chan struct{}
 	eventsDone     chan struct{}
 	resumeDone     chan struct{} // closed when the start-up scan has started all it found
 	ctx            context.Context
@@ -126,6 +127,7 @@ func NewDispatcher(svc *app.Service, cfg *app.Config, log *slog.Logger, render W
 		groupsBusy:     map[int64]bool{},
 		wakeEvents:     make(chan struct{}, 1),
 		wakeDeliveries: make(chan struct{}, 1),
+		wakeStatuses:   make(chan struct{}, 1),
 		eventsDone:     make(chan struct{}),
 		resumeDone:     make(chan struct{}),
 	}
@@ -167,6 +169,11 @@ func (d *Dispatcher) Start(ctx context.Context) {
 	go func() {
 		defer d.wg.Done()
 		d.resume(d.ctx)
+	}()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.statusLoop(d.ctx)
 	}()
 }
 
@@ -263,6 +270,7 @@ func (d *Dispatcher) eventLoop(ctx context.Context) {
 // status, starts the job's triggers and its group's.
 func (d *Dispatcher) handle(ctx context.Context, ev jobEvent) {
 	d.queueWebhooks(ctx, ev)
+	d.updateCommitStatus(ctx, ev)
 	if ev.event != app.EventJobUpdated || !ev.job.Status.Final() {
 		return
 	}
