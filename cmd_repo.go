@@ -11,7 +11,7 @@ import (
 	"builds/app"
 )
 
-// runRepo implements "builds repo add|list|rm". ctx acts as the system;
+// runRepo implements "builds repo add|list|set|rm". ctx acts as the system;
 // each command acts as the named user, so the Service's rules apply to
 // what they own (and local repository paths are accepted, as from an
 // administrator).
@@ -26,13 +26,16 @@ func runRepo(ctx context.Context, svc *app.Service, args []string, stdin io.Read
 	tokenStdin := fs.Bool("token-stdin", false, "read an access token for private HTTPS repositories from standard input")
 	branches := fs.String("branches", "", "space-separated branch patterns to build (default: all)")
 	visibility := fs.String("visibility", "", "PUBLIC, UNLISTED (default) or PRIVATE")
+	pulls := fs.Bool("pull-requests", false, "build pull (merge) requests; fork ones get no secrets")
 	pos, err := parseFlags(fs, args, false)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
-		return usagef("repo: want add, list or rm")
+		return usagef("repo: want add, list, set or rm")
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *user == "" {
 		return usagef("repo %s: --user is required", pos[0])
 	}
@@ -46,7 +49,8 @@ func runRepo(ctx context.Context, svc *app.Service, args []string, stdin io.Read
 			return usagef("repo add: unexpected argument %q", pos[1])
 		}
 		in := app.RepoInput{Kind: app.ForgeKind(*kind), CloneURL: *cloneURL, Name: *name, DeployKey: *deployKey,
-			Branches: strings.Fields(*branches), Visibility: app.Visibility(strings.ToUpper(*visibility))}
+			Branches: strings.Fields(*branches), Visibility: app.Visibility(strings.ToUpper(*visibility)),
+			PullRequests: *pulls}
 		if *tokenStdin {
 			b, err := io.ReadAll(io.LimitReader(stdin, 4096))
 			if err != nil {
@@ -76,15 +80,38 @@ func runRepo(ctx context.Context, svc *app.Service, args []string, stdin io.Read
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tKIND\tURL\tBRANCHES\tVISIBILITY\tWEBHOOK")
+		fmt.Fprintln(tw, "NAME\tKIND\tURL\tBRANCHES\tVISIBILITY\tPULLS\tWEBHOOK")
 		for _, r := range repos {
 			br := strings.Join(r.Branches, " ")
 			if br == "" {
 				br = "*"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.CloneURL, br, r.Visibility, r.WebhookPath())
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.CloneURL, br, r.Visibility, yesNo(r.PullRequests), r.WebhookPath())
 		}
 		return tw.Flush()
+	case "set":
+		if len(pos) != 2 {
+			return usagef("repo set: want one repository name")
+		}
+		var upd app.RepoUpdate
+		for name := range set {
+			switch name {
+			case "user":
+			case "pull-requests":
+				upd.PullRequests = pulls
+			default:
+				return usagef("repo set: --%s cannot be changed (remove and add the repository again)", name)
+			}
+		}
+		if upd == (app.RepoUpdate{}) {
+			return usagef("repo set: nothing to change (--pull-requests=true|false)")
+		}
+		r, err := svc.UpdateRepository(as, pos[1], upd)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "repository %s: pull requests %s\n", r.Name, map[bool]string{true: "built", false: "not built"}[r.PullRequests])
+		return nil
 	case "rm":
 		if len(pos) != 2 {
 			return usagef("repo rm: want one repository name")
@@ -96,7 +123,14 @@ func runRepo(ctx context.Context, svc *app.Service, args []string, stdin io.Read
 		fmt.Fprintf(stdout, "repository %s disconnected\n", r.Name)
 		return nil
 	}
-	return usagef("repo: unknown subcommand %q (want add, list or rm)", pos[0])
+	return usagef("repo: unknown subcommand %q (want add, list, set or rm)", pos[0])
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 // runSubmitRepo implements "builds submit-repo --user U REPO [REF]": the

@@ -176,3 +176,47 @@ func TestSubmitRepo(t *testing.T) {
 		t.Errorf("unknown branch: %v", err)
 	}
 }
+
+// TestRepoSettings: `builds repo add --pull-requests` and `builds repo
+// set` change what a repository builds; list shows it.
+func TestRepoSettings(t *testing.T) {
+	cfg := testConfig(t, "")
+	if _, _, err := run(t, cfg, "", "user", "add", "alice", "--email", "alice@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, cfg, "", "repo", "add", "--user", "alice", "--kind", "forgejo", "--url", "https://codeberg.org/alice/proj.git", "--pull-requests"); err != nil {
+		t.Fatal(err)
+	}
+	pulls := func() string {
+		t.Helper()
+		out, _, err := run(t, cfg, "", "repo", "list", "--user", "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(strings.Split(strings.TrimSpace(out), "\n")[1])
+		return f[5]
+	}
+	if p := pulls(); p != "yes" {
+		t.Errorf("after add: pulls %q", p)
+	}
+	out, _, err := run(t, cfg, "", "repo", "set", "--user", "alice", "proj", "--pull-requests=false")
+	if err != nil || !strings.Contains(out, "repository proj: pull requests not built") {
+		t.Fatalf("%v %q", err, out)
+	}
+	if p := pulls(); p != "no" {
+		t.Errorf("after set: pulls %q", p)
+	}
+	for _, tt := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"repo", "set", "--user", "alice", "proj"}, "nothing to change"},
+		{[]string{"repo", "set", "--user", "alice", "proj", "--branches", "main"}, "--branches cannot be changed"},
+		{[]string{"repo", "set", "--user", "alice", "nope", "--pull-requests"}, `no repository named "nope"`},
+		{[]string{"repo", "add", "--user", "alice", "--kind", "git", "--url", "/srv/x.git", "--pull-requests"}, "plain git repositories have no pull requests"},
+	} {
+		if _, _, err := run(t, cfg, "", tt.args...); err == nil || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("%v: %v, want %q", tt.args, err, tt.msg)
+		}
+	}
+}

@@ -46,6 +46,14 @@ type Repo struct {
 	Visibility Visibility
 	HookID     string // the random last part of the webhook URL
 	Secret     []byte // the sealed webhook secret
+	// PullRequests builds pull (merge) requests, fork ones without
+	// secrets (repo_pull.go).
+	PullRequests bool
+	// Schedule is a cron schedule building the tips of the default
+	// branch, or of Branches; "" = none (repo_schedule.go).
+	Schedule string
+	// ScheduleLast is when Schedule last ran or was set.
+	ScheduleLast *time.Time
 }
 
 // BuildsBranch reports whether pushes to branch are built.
@@ -84,6 +92,9 @@ type RepoStore interface {
 	FindRepositoryByHookID(ctx context.Context, hookID string) (*Repo, error)
 	FindRepositoryByName(ctx context.Context, ownerID int64, name string) (*Repo, error)
 	FindRepositories(ctx context.Context, ownerID int64) ([]*Repo, error)
+	// UpdateRepository changes a repository's settings (the non-nil
+	// fields of upd).
+	UpdateRepository(ctx context.Context, id int64, upd RepoUpdate) error
 	// DeleteRepository removes a repository and, by cascade, its pushes.
 	DeleteRepository(ctx context.Context, id int64) error
 	// CreateRepoPush inserts p; ECONFLICT if the repository already had
@@ -103,16 +114,20 @@ const (
 	ForgePing    ForgeEventType = "ping"    // a forge checking the hook; answered, nothing built
 	ForgePush    ForgeEventType = "push"    // a branch or tag push
 	ForgeIgnored ForgeEventType = "ignored" // an event builds does not act on (issues, stars...)
+	// ForgePullRequest is a pull (merge) request opened, reopened or
+	// given new commits; ForgeEvent.Pull says which.
+	ForgePullRequest ForgeEventType = "pull_request"
 )
 
 // ForgeEvent is a webhook delivery after its signature was verified.
 type ForgeEvent struct {
 	Type      ForgeEventType
-	Delivery  string // the forge's delivery id ("" if it sends none)
-	Ref       string // refs/heads/main, refs/tags/v1
-	Commit    string // the pushed commit (full hex SHA)
-	Deleted   bool   // the ref was deleted: nothing to build
-	CommitURL string // the commit's page on the forge, for the job note
+	Delivery  string     // the forge's delivery id ("" if it sends none)
+	Ref       string     // refs/heads/main, refs/tags/v1
+	Commit    string     // the pushed commit (full hex SHA)
+	Deleted   bool       // the ref was deleted: nothing to build
+	CommitURL string     // the commit's page on the forge, for the job note
+	Pull      *PullEvent // for ForgePullRequest
 }
 
 // ForgeCommit is a commit fetched for a push: what the note says of it,

@@ -19,12 +19,15 @@ type pushInfo struct {
 	Ref       string
 	Commit    *ForgeCommit
 	CommitURL string
+	Pull      *PullEvent // a pull request's head, not a push
 }
 
 // rewriteManifest returns text with the repository's source pinned to the
 // commit (the first source whose base name is the repository's name, else
 // a new last source), BUILD_SUBMITTER, GIT_REF and GIT_COMMIT set over the
-// manifest's own values, and shell removed.
+// manifest's own values, and shell removed. For a pull request the source
+// is the plain clone URL, BUILD_REASON is set and a first task checks
+// the request's head out.
 func rewriteManifest(text string, p pushInfo) (string, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
@@ -35,6 +38,9 @@ func rewriteManifest(text string, p pushInfo) (string, error) {
 		return "", fmt.Errorf("rewrite manifest: not a mapping")
 	}
 	pinned := p.Repo.CloneURL + "#" + p.Commit.SHA
+	if p.Pull != nil {
+		pinned = p.Repo.CloneURL // the head is checked out by pullTaskName
+	}
 	sources := mappingValue(root, "sources", yaml.SequenceNode)
 	replaced := false
 	for _, n := range sources.Content {
@@ -52,6 +58,10 @@ func rewriteManifest(text string, p pushInfo) (string, error) {
 	setMapping(env, "GIT_REF", p.Ref)
 	setMapping(env, "GIT_COMMIT", p.Commit.SHA)
 	deleteMapping(root, "shell")
+	if p.Pull != nil {
+		setMapping(env, "BUILD_REASON", pullReason(p.Repo.Kind))
+		prependTask(root, pullTaskName, pullTask(cloneDir(pinned), p.Pull.Ref, p.Commit.SHA))
+	}
 	out, err := yaml.Marshal(&doc)
 	if err != nil {
 		return "", fmt.Errorf("rewrite manifest: %w", err)

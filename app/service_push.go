@@ -51,6 +51,8 @@ func (s *Service) ReceiveWebhook(ctx context.Context, hookID string, h http.Head
 	switch {
 	case ev.Type == ForgePing:
 		return &PushResult{Message: "pong"}, nil
+	case ev.Type == ForgePullRequest:
+		return s.receivePull(ctx, r, ev)
 	case ev.Type != ForgePush:
 		return &PushResult{Message: "event ignored"}, nil
 	case ev.Deleted:
@@ -105,7 +107,7 @@ func (s *Service) BuildRepository(ctx context.Context, ref, rev string) (*PushRe
 	if err := s.Store.CreateRepoPush(ctx, p); err != nil {
 		return nil, err
 	}
-	return s.submitPush(ctx, r, p, c, "")
+	return s.submitPush(ctx, r, p, pushInfo{Repo: r, Ref: p.Ref, Commit: c})
 }
 
 // fetch reads a commit's manifests from the repository.
@@ -145,7 +147,7 @@ func (s *Service) buildPush(ctx context.Context, r *Repo, p *RepoPush, commitURL
 	if c.SHA != p.Commit {
 		return nil, s.failPush(ctx, r, p, Errorf(EINVALID, "fetched commit %s, not the pushed %s", c.SHA, p.Commit))
 	}
-	return s.submitPush(ctx, r, p, c, commitURL)
+	return s.submitPush(ctx, r, p, pushInfo{Repo: r, Ref: p.Ref, Commit: c, CommitURL: commitURL})
 }
 
 // failPush records why a push built nothing and returns err.
@@ -163,8 +165,11 @@ func (s *Service) failPush(ctx context.Context, r *Repo, p *RepoPush, err error)
 
 // submitPush rewrites and submits a commit's manifests as one job group,
 // queued at once, as the repository's owner. Every manifest is checked
-// before any job is made: one that fails to parse submits nothing.
-func (s *Service) submitPush(ctx context.Context, r *Repo, p *RepoPush, c *ForgeCommit, commitURL string) (*PushResult, error) {
+// before any job is made: one that fails to parse submits nothing. A pull
+// request's jobs (info.Pull) are tagged apart and get no secrets from a
+// fork.
+func (s *Service) submitPush(ctx context.Context, r *Repo, p *RepoPush, info pushInfo) (*PushResult, error) {
+	c := info.Commit
 	if len(c.Manifests) == 0 {
 		if err := s.Store.FinishRepoPush(ctx, p.ID, nil, "no build manifest"); err != nil {
 			return nil, err
@@ -175,7 +180,6 @@ func (s *Service) submitPush(ctx context.Context, r *Repo, p *RepoPush, c *Forge
 	if err != nil {
 		return nil, s.failPush(ctx, r, p, err)
 	}
-	info := pushInfo{Repo: r, Ref: p.Ref, Commit: c, CommitURL: commitURL}
 	texts := make([]string, len(c.Manifests))
 	for i, m := range c.Manifests {
 		if _, err := s.CheckManifest(m.Text); err != nil {
@@ -189,12 +193,17 @@ func (s *Service) submitPush(ctx context.Context, r *Repo, p *RepoPush, c *Forge
 	}
 	as := NewContextWithAuth(ctx, &Auth{Kind: AuthSystem, User: owner})
 	note := pushNote(info)
-	no, yes := false, true
+	secrets, no := true, false
+	tags := func(manifest string) []string { return pushTags(r.Name, p.Ref, manifest) }
+	if pr := info.Pull; pr != nil {
+		note, secrets = pullNote(info), !pr.Fork
+		tags = func(manifest string) []string { return pullTags(r.Name, pr.Number, manifest) }
+	}
 	var jobs []*Job
 	var ids []int64
 	for i, text := range texts {
-		job, err := s.Submit(as, SubmitInput{Manifest: text, Tags: pushTags(r.Name, p.Ref, c.Manifests[i].Name),
-			Note: &note, Secrets: &yes, Execute: &no, Visibility: &r.Visibility})
+		job, err := s.Submit(as, SubmitInput{Manifest: text, Tags: tags(c.Manifests[i].Name),
+			Note: &note, Secrets: &secrets, Execute: &no, Visibility: &r.Visibility})
 		if err != nil {
 			s.cancelJobs(as, jobs)
 			return nil, s.failPush(ctx, r, p, Errorf(EINVALID, "%s: %s", c.Manifests[i].Name, ErrorMessage(err)))

@@ -19,6 +19,13 @@ type RepoInput struct {
 	Token      string   // access token for private HTTPS clones, or ""
 	Branches   []string // path.Match patterns; empty = every branch
 	Visibility Visibility
+	// PullRequests builds pull (merge) requests (fork ones without secrets).
+	PullRequests bool
+}
+
+// RepoUpdate changes a repository's settings: each non-nil field.
+type RepoUpdate struct {
+	PullRequests *bool
 }
 
 // NewRepo is a repository just connected, with the webhook secret in
@@ -97,7 +104,11 @@ func (s *Service) CreateRepository(ctx context.Context, in RepoInput) (*NewRepo,
 		}
 		vis = in.Visibility
 	}
-	r := &Repo{OwnerID: u.ID, Name: name, Kind: in.Kind, CloneURL: in.CloneURL, Branches: in.Branches, Visibility: vis}
+	if in.PullRequests && in.Kind == ForgeGit {
+		return nil, Errorf(EINVALID, "plain git repositories have no pull requests")
+	}
+	r := &Repo{OwnerID: u.ID, Name: name, Kind: in.Kind, CloneURL: in.CloneURL, Branches: in.Branches, Visibility: vis,
+		PullRequests: in.PullRequests}
 	if in.DeployKey != "" {
 		sec, err := s.Store.FindSecretByRef(ctx, u.ID, in.DeployKey)
 		if ErrorCode(err) == ENOTFOUND {
@@ -162,6 +173,25 @@ func (s *Service) OwnRepository(ctx context.Context, ref string) (*Repo, error) 
 		return nil, Errorf(ENOTFOUND, "you have no repository named %q", ref)
 	}
 	return r, err
+}
+
+// UpdateRepository changes the settings of one of the caller's
+// repositories and returns it as changed.
+func (s *Service) UpdateRepository(ctx context.Context, ref string, upd RepoUpdate) (*Repo, error) {
+	if err := requireGrant(ctx, ScopeJobs, RW); err != nil {
+		return nil, err
+	}
+	r, err := s.OwnRepository(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if upd.PullRequests != nil && *upd.PullRequests && r.Kind == ForgeGit {
+		return nil, Errorf(EINVALID, "plain git repositories have no pull requests")
+	}
+	if err := s.Store.UpdateRepository(ctx, r.ID, upd); err != nil {
+		return nil, err
+	}
+	return s.Store.FindRepositoryByID(ctx, r.ID)
 }
 
 // DeleteRepository disconnects one of the caller's repositories; its

@@ -117,6 +117,8 @@ func parseGitHub(secret []byte, h http.Header, body []byte) (*app.ForgeEvent, er
 	case "ping":
 		ev.Type = app.ForgePing
 		return ev, nil
+	case "pull_request":
+		return parseGitHubPull(ev, body)
 	case "push":
 	default:
 		ev.Type = app.ForgeIgnored
@@ -155,6 +157,8 @@ func parseGitLab(secret []byte, h http.Header, body []byte) (*app.ForgeEvent, er
 		return nil, err
 	}
 	switch h.Get("X-Gitlab-Event") {
+	case "Merge Request Hook":
+		return parseGitLabMR(ev, body)
 	case "Push Hook", "Tag Push Hook":
 	default:
 		ev.Type = app.ForgeIgnored
@@ -206,7 +210,11 @@ func parseGitea(kind app.ForgeKind, secret []byte, h http.Header, body []byte) (
 		return nil, err
 	}
 	ev := &app.ForgeEvent{Delivery: delivery}
-	if event, _ := get("Event"); event != "push" {
+	switch event, _ := get("Event"); event {
+	case "pull_request":
+		return parseGiteaPull(kind, ev, body)
+	case "push":
+	default:
 		ev.Type = app.ForgeIgnored
 		return ev, nil
 	}

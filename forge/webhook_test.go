@@ -78,8 +78,7 @@ func TestParseWebhook(t *testing.T) {
 		{"GitHubDelete", "github-delete.json", "push", app.ForgeGitHub, app.ForgeEvent{Type: app.ForgePush, Ref: "refs/heads/topic",
 			Commit: "0000000000000000000000000000000000000000", Deleted: true}},
 		{"GitHubPing", "github-ping.json", "ping", app.ForgeGitHub, app.ForgeEvent{Type: app.ForgePing}},
-		// pull requests are not built yet: answered, ignored
-		{"GitHubPullRequest", "github-pull_request.json", "pull_request", app.ForgeGitHub, app.ForgeEvent{Type: app.ForgeIgnored}},
+		// pull requests: pull_test.go
 		{"GitLabPush", "gitlab-push.json", "Push Hook", app.ForgeGitLab, app.ForgeEvent{Type: app.ForgePush, Ref: "refs/heads/main", Commit: testSHA,
 			CommitURL: "https://gitlab.example.com/mike/proj/-/commit/" + testSHA}},
 		// an annotated tag: after is the tag object, checkout_sha the commit

@@ -8,7 +8,8 @@ import (
 	"builds/app"
 )
 
-const repoColumns = `id, created, owner_id, name, kind, clone_url, deploy_key, token, branches, visibility, hook_id, secret`
+const repoColumns = `id, created, owner_id, name, kind, clone_url, deploy_key, token, branches, visibility, hook_id, secret,
+	pull_requests, schedule, schedule_last`
 
 // branchesCol scans the space-separated branch patterns.
 type branchesCol struct{ p *[]string }
@@ -34,11 +35,14 @@ func (c branchesCol) Scan(v any) error {
 func scanRepo(r rowScanner) (*app.Repo, error) {
 	var repo app.Repo
 	var token []byte
+	var pulls int
 	err := r.Scan(&repo.ID, timeCol{&repo.Created}, &repo.OwnerID, &repo.Name, &repo.Kind, &repo.CloneURL,
-		nullCol[string]{&repo.DeployKey}, &token, branchesCol{&repo.Branches}, &repo.Visibility, &repo.HookID, &repo.Secret)
+		nullCol[string]{&repo.DeployKey}, &token, branchesCol{&repo.Branches}, &repo.Visibility, &repo.HookID, &repo.Secret,
+		&pulls, &repo.Schedule, nullTimeCol{&repo.ScheduleLast})
 	if err != nil {
 		return nil, err
 	}
+	repo.PullRequests = pulls != 0
 	if len(token) > 0 {
 		repo.Token = token
 	}
@@ -56,10 +60,12 @@ func (db *DB) CreateRepository(ctx context.Context, r *app.Repo) error {
 	if r.Token != nil {
 		token = r.Token
 	}
-	id, err := insert(ctx, t, `INSERT INTO repositories (created, owner_id, name, kind, clone_url, deploy_key, token, branches, visibility, hook_id, secret)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	id, err := insert(ctx, t, `INSERT INTO repositories (created, owner_id, name, kind, clone_url, deploy_key, token, branches, visibility, hook_id, secret,
+			pull_requests, schedule, schedule_last)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		unix(t.now), r.OwnerID, r.Name, string(r.Kind), r.CloneURL, nullable(r.DeployKey), token,
-		strings.Join(r.Branches, " "), string(r.Visibility), r.HookID, r.Secret)
+		strings.Join(r.Branches, " "), string(r.Visibility), r.HookID, r.Secret,
+		flag(r.PullRequests), r.Schedule, unixPtr(r.ScheduleLast))
 	if err != nil {
 		return fmt.Errorf("create repository %s: %w", r.Name, formatError(err, "repository"))
 	}
@@ -108,6 +114,28 @@ func (db *DB) FindRepositories(ctx context.Context, ownerID int64) ([]*app.Repo,
 		return nil, fmt.Errorf("find repositories of user %d: %w", ownerID, formatError(err, "repository"))
 	}
 	return list, t.commit("find repositories")
+}
+
+// UpdateRepository sets the non-nil fields of upd.
+func (db *DB) UpdateRepository(ctx context.Context, id int64, upd app.RepoUpdate) error {
+	var set []string
+	var args []any
+	add := func(col string, v any) { set, args = append(set, col+" = ?"), append(args, v) }
+	if upd.PullRequests != nil {
+		add("pull_requests", flag(*upd.PullRequests))
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	t, err := db.begin(ctx, true)
+	if err != nil {
+		return fmt.Errorf("update repository: %w", err)
+	}
+	defer t.Rollback()
+	if err := execOne(ctx, t, `UPDATE repositories SET `+strings.Join(set, ", ")+` WHERE id = ?`, append(args, id)...); err != nil {
+		return fmt.Errorf("update repository %d: %w", id, formatError(err, "repository"))
+	}
+	return t.commit("update repository")
 }
 
 // DeleteRepository deletes the repository and, by cascade, its pushes.

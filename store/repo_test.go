@@ -128,3 +128,39 @@ func TestRepositories(t *testing.T) {
 		}
 	})
 }
+
+// TestRepositorySettings: migration 0008's settings are stored at
+// creation and changed by UpdateRepository, one field at a time.
+func TestRepositorySettings(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	defer MustCloseDB(t, db)
+	alice := MustCreateUser(t, db, "alice")
+	r := &app.Repo{OwnerID: alice.ID, Name: "proj", Kind: app.ForgeGitHub, CloneURL: "https://github.com/alice/proj.git",
+		Visibility: app.Public, HookID: "hook1", Secret: []byte{1}, PullRequests: true}
+	if err := db.CreateRepository(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("OK", func(t *testing.T) {
+		got, err := db.FindRepositoryByID(ctx, r.ID)
+		if err != nil || !got.PullRequests || got.Schedule != "" || got.ScheduleLast != nil {
+			t.Fatalf("%+v %v", got, err)
+		}
+		off := false
+		if err := db.UpdateRepository(ctx, r.ID, app.RepoUpdate{PullRequests: &off}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := db.FindRepositoryByID(ctx, r.ID); got.PullRequests {
+			t.Errorf("still builds pull requests")
+		}
+		if err := db.UpdateRepository(ctx, r.ID, app.RepoUpdate{}); err != nil {
+			t.Errorf("empty update: %v", err)
+		}
+	})
+	t.Run("ErrNotFound", func(t *testing.T) {
+		on := true
+		if err := db.UpdateRepository(ctx, r.ID+100, app.RepoUpdate{PullRequests: &on}); app.ErrorCode(err) != app.ENOTFOUND {
+			t.Errorf("err %v", err)
+		}
+	})
+}
