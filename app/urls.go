@@ -95,3 +95,9 @@ func (c *Config) ConnectHint(addr string) string {
 	cp.Runner.SSHListen = addr
 	return fmt.Sprintf("ssh -t %s connect <job>", cp.SSHTarget())
 }
+
+// RepoWebhookURL is where a connected repository's forge (or its
+// post-receive hook) delivers pushes.
+func (c *Config) RepoWebhookURL(r *Repo) string {
+	return strings.TrimRight(c.Builds.Origin, "/") + r.WebhookPath()
+}

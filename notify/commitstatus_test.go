@@ -5,11 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/cgi"
-	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,18 +12,17 @@ import (
 
 	"builds/app"
 	"builds/forge"
+	"builds/forge/forgetest"
 )
 
-// fakeForge is a forge on 127.0.0.1: it serves its repositories over
-// git's smart HTTP (git http-backend, through CGI) to clients with the
-// access token, and takes commit statuses on GitHub's, Gitea's or GitLab's
-// API path, checking the token the way that forge does.
+// fakeForge is a forge on 127.0.0.1 (forgetest.Server) that clones only
+// with the access token and takes commit statuses on GitHub's, Gitea's or
+// GitLab's API path, checking the token the way that forge does.
 type fakeForge struct {
+	*forgetest.Server
 	t     *testing.T
 	kind  app.ForgeKind
 	token string
-	root  string // GIT_PROJECT_ROOT
-	srv   *httptest.Server
 
 	mu       sync.Mutex
 	statuses []postedStatus
@@ -43,77 +37,36 @@ type postedStatus struct {
 
 func newFakeForge(t *testing.T, kind app.ForgeKind, token string) *fakeForge {
 	t.Helper()
-	git, err := exec.LookPath("git")
-	if err != nil {
-		t.Skip("git is not installed")
-	}
-	backend := filepath.Join(strings.TrimSpace(gitOutput(t, "", "--exec-path")), "git-http-backend")
-	if _, err := os.Stat(backend); err != nil {
-		t.Skipf("no git-http-backend next to %s", git)
-	}
-	f := &fakeForge{t: t, kind: kind, token: token, root: t.TempDir()}
-	cgiHandler := &cgi.Handler{Path: backend, Root: "/", Env: []string{"GIT_PROJECT_ROOT=" + f.root, "GIT_HTTP_EXPORT_ALL=1"}}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, "/statuses/") {
-			f.status(w, r)
-			return
-		}
-		user, pass, ok := r.BasicAuth()
-		if !ok || pass != f.token || (user != "x-access-token" && user != "oauth2") {
-			w.Header().Set("WWW-Authenticate", `Basic realm="forge"`)
-			http.Error(w, "authentication required", http.StatusUnauthorized)
-			return
-		}
-		cgiHandler.ServeHTTP(w, r)
-	}))
-	t.Cleanup(f.srv.Close)
+	f := &fakeForge{Server: forgetest.NewServer(t), t: t, kind: kind, token: token}
+	f.Server.Token = token
+	f.API = http.HandlerFunc(f.status)
 	return f
-}
-
-func gitOutput(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ada Lovelace", "GIT_AUTHOR_EMAIL=ada@example.org",
-		"GIT_COMMITTER_NAME=Ada Lovelace", "GIT_COMMITTER_EMAIL=ada@example.org", "GIT_CONFIG_GLOBAL=/dev/null")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // repo makes a repository at path (owner/name) with one commit holding
 // files on main, and returns the commit.
 func (f *fakeForge) repo(path string, files map[string]string) string {
-	t := f.t
-	work := t.TempDir()
-	gitOutput(t, work, "init", "-q", "-b", "main")
-	for name, text := range files {
-		p := filepath.Join(work, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	gitOutput(t, work, "add", "-A")
-	gitOutput(t, work, "commit", "-q", "-m", "Add the manifests")
-	bare := filepath.Join(f.root, path+".git")
-	gitOutput(t, work, "clone", "-q", "--bare", work, bare)
-	return gitOutput(t, work, "rev-parse", "HEAD")
+	return f.Repo(path).Commit("main", "Add the manifests", files)
 }
 
 // status takes one commit status post, checking the forge's own
 // authentication.
 func (f *fakeForge) status(w http.ResponseWriter, r *http.Request) {
+	if !strings.Contains(r.URL.Path, "/statuses/") {
+		http.NotFound(w, r)
+		return
+	}
+	f.mu.Lock()
+	token := f.token
+	f.mu.Unlock()
 	var ok bool
 	switch f.kind {
 	case app.ForgeGitHub:
-		ok = r.Header.Get("Authorization") == "Bearer "+f.token
+		ok = r.Header.Get("Authorization") == "Bearer "+token
 	case app.ForgeGitea, app.ForgeForgejo:
-		ok = r.Header.Get("Authorization") == "token "+f.token
+		ok = r.Header.Get("Authorization") == "token "+token
 	case app.ForgeGitLab:
-		ok = r.Header.Get("PRIVATE-TOKEN") == f.token
+		ok = r.Header.Get("PRIVATE-TOKEN") == token
 	}
 	if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
 		http.Error(w, "want a JSON POST", http.StatusBadRequest)
@@ -176,7 +129,7 @@ func newStatusEnv(t *testing.T, kind app.ForgeKind, manifests map[string]string)
 	ff := newFakeForge(t, kind, "tok-"+string(kind))
 	sha := ff.repo("alice/proj", manifests)
 	as := app.NewContextWithAuth(context.Background(), &app.Auth{Kind: app.AuthSystem, User: e.user})
-	repo, err := e.svc.CreateRepository(as, app.RepoInput{Kind: kind, CloneURL: ff.srv.URL + "/alice/proj.git", Token: ff.token})
+	repo, err := e.svc.CreateRepository(as, app.RepoInput{Kind: kind, CloneURL: ff.URL + "/alice/proj.git", Token: ff.token})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +272,7 @@ func TestCommitStatusGivesUp(t *testing.T) {
 	e := newStatusEnv(t, app.ForgeGitHub, map[string]string{".build.yml": statusManifest})
 	waitFor(t, "pending", func() bool { return e.forge.lastState("builds/build") == "pending" })
 	e.forge.mu.Lock()
-	e.forge.token = "rotated" // the token builds holds is no longer good
+	e.forge.token = "rotated" // the API refuses the token builds holds
 	e.forge.mu.Unlock()
 	job := e.res.Jobs[0]
 	e.start(job)
@@ -351,12 +304,7 @@ func TestCommitStatusNoToken(t *testing.T) {
 	ff := newFakeForge(t, app.ForgeGitHub, "")
 	ff.repo("alice/proj", map[string]string{".build.yml": statusManifest})
 	as := app.NewContextWithAuth(context.Background(), &app.Auth{Kind: app.AuthSystem, User: e.user})
-	// a public repository: anyone may clone
-	ff.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		(&cgi.Handler{Path: filepath.Join(gitOutput(t, "", "--exec-path"), "git-http-backend"), Root: "/",
-			Env: []string{"GIT_PROJECT_ROOT=" + ff.root, "GIT_HTTP_EXPORT_ALL=1"}}).ServeHTTP(w, r)
-	})
-	repo, err := e.svc.CreateRepository(as, app.RepoInput{Kind: app.ForgeGitHub, CloneURL: ff.srv.URL + "/alice/proj.git"})
+	repo, err := e.svc.CreateRepository(as, app.RepoInput{Kind: app.ForgeGitHub, CloneURL: ff.URL + "/alice/proj.git"})
 	if err != nil {
 		t.Fatal(err)
 	}

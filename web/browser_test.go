@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"builds/app"
+	"builds/forge"
+	"builds/forge/forgetest"
 
 	"github.com/chromedp/chromedp"
 )
@@ -252,6 +254,44 @@ func TestBrowser(t *testing.T) {
 		if got.Status != app.JobCancelled {
 			t.Errorf("job is %s, want cancelled", got.Status)
 		}
+	})
+
+	t.Run("connect a repository and see a push build", func(t *testing.T) {
+		e.svc.Forge = &forge.Adapter{}
+		fs := forgetest.NewServer(t)
+		repo := fs.Repo("alice/proj")
+		sha := repo.Commit("main", "Add a manifest", map[string]string{".build.yml": repoManifest})
+		do(t, ctx, "connect",
+			chromedp.Navigate(e.url+"/repositories"),
+			chromedp.SetValue(chromedp.CSS(`#repo-form select[name=kind]`), "github"),
+			chromedp.SendKeys(chromedp.CSS(`#repo-form input[name=url]`), repo.CloneURL),
+			chromedp.Click(chromedp.CSS(`#repo-form input[name=visibility][value=PUBLIC]`)),
+			chromedp.Click(chromedp.CSS(`#repo-form button[type=submit]`)),
+			chromedp.WaitVisible(chromedp.ID("webhook-secret")),
+		)
+		hook := evalJS[string](t, ctx, `document.getElementById("webhook-url").textContent`)
+		secret := evalJS[string](t, ctx, `document.getElementById("webhook-secret").textContent`)
+		screenshot(t, ctx, out, "repo-connected")
+		local := strings.Replace(hook, strings.TrimRight(e.cfg.Builds.Origin, "/"), e.url, 1)
+		if r := deliver(t, local, secret, "browser-1", githubPush(sha)); r.StatusCode != 202 {
+			t.Fatalf("push: status %d", r.StatusCode)
+		}
+		do(t, ctx, "see the push",
+			chromedp.Navigate(e.url+"/repositories/proj"),
+			chromedp.WaitVisible(chromedp.CSS(`li.push a[href^="/~alice/job/"]`)),
+		)
+		if evalJS[bool](t, ctx, `document.body.innerHTML.includes(`+fmt.Sprintf("%q", secret)+`)`) {
+			t.Error("the webhook secret is shown again")
+		}
+		do(t, ctx, "build now", chromedp.Click(chromedp.CSS(`form[action$="/build"] button`)), chromedp.WaitVisible(chromedp.CSS(`p.flash`)))
+		if msg := evalJS[string](t, ctx, `document.querySelector("p.flash").textContent`); !strings.HasPrefix(msg, "Started job group") {
+			t.Fatalf("flash %q", msg)
+		}
+		if n := evalJS[int](t, ctx, `document.querySelectorAll("li.push").length`); n != 2 {
+			t.Errorf("%d pushes listed, want 2", n)
+		}
+		screenshot(t, ctx, out, "repo-pushes")
+		do(t, ctx, "open the job", chromedp.Click(chromedp.CSS(`li.push a[href^="/~alice/job/"]`)), chromedp.WaitVisible(chromedp.ID("jobpage")))
 	})
 
 	t.Run("add and share a secret", func(t *testing.T) {

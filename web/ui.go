@@ -40,6 +40,7 @@ type ui struct {
 var pageNames = []string{
 	"index", "jobs", "job", "job_settings", "log", "login", "settings",
 	"submit", "secrets", "secret_share", "secret_delete", "error", "admin",
+	"repos", "repo",
 }
 
 // registerUIRoutes lists the web UI's routes.
@@ -77,6 +78,12 @@ func (s *Server) registerUIRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /secret/share/{uuid}", u.form(u.login(u.handleSecretShare)))
 	mux.Handle("GET /secret/delete/{uuid}", u.secure(u.login(u.handleSecretDeleteForm)))
 	mux.Handle("POST /secret/delete", u.form(u.login(u.handleSecretDelete)))
+
+	mux.Handle("GET /repositories", u.secure(u.login(u.handleRepos)))
+	mux.Handle("POST /repositories", u.form(u.login(u.handleRepoAdd)))
+	mux.Handle("GET /repositories/{name}", u.secure(u.login(u.handleRepoView)))
+	mux.Handle("POST /repositories/{name}/build", u.form(u.login(u.handleRepoBuild)))
+	mux.Handle("POST /repositories/{name}/delete", u.form(u.login(u.handleRepoDelete)))
 
 	// "/" catches "/", "/~user/..." and every unknown path (styled 404).
 	// It has no method so that it never conflicts with API patterns.
