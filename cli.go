@@ -28,8 +28,9 @@ commands:
   secret list --user U
   repo add --user U --kind github|gitlab|forgejo|gitea|git --url URL [--name N]
        [--deploy-key SECRET] [--token-stdin] [--branches "main rel/*"] [--visibility V]
-       [--pull-requests]
-  repo set --user U NAME [--pull-requests=true|false]  change a repository's settings
+       [--pull-requests] [--schedule "0 3 * * *"]
+  repo set --user U NAME [--pull-requests=true|false] [--schedule CRON|""]
+                               change a repository's settings
   repo list --user U | repo rm --user U NAME   connected repositories (built on push)
   submit-repo --user U REPO [REF]  build a branch's tip (or tag, commit) of a repository
   hook post-receive --url URL --secret-file F  a bare repository's post-receive hook

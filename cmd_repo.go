@@ -27,6 +27,7 @@ func runRepo(ctx context.Context, svc *app.Service, args []string, stdin io.Read
 	branches := fs.String("branches", "", "space-separated branch patterns to build (default: all)")
 	visibility := fs.String("visibility", "", "PUBLIC, UNLISTED (default) or PRIVATE")
 	pulls := fs.Bool("pull-requests", false, "build pull (merge) requests; fork ones get no secrets")
+	schedule := fs.String("schedule", "", `cron schedule building the default branch (or --branches), e.g. "0 3 * * *" (UTC); "" = none`)
 	pos, err := parseFlags(fs, args, false)
 	if err != nil {
 		return err
@@ -50,7 +51,7 @@ func runRepo(ctx context.Context, svc *app.Service, args []string, stdin io.Read
 		}
 		in := app.RepoInput{Kind: app.ForgeKind(*kind), CloneURL: *cloneURL, Name: *name, DeployKey: *deployKey,
 			Branches: strings.Fields(*branches), Visibility: app.Visibility(strings.ToUpper(*visibility)),
-			PullRequests: *pulls}
+			PullRequests: *pulls, Schedule: *schedule}
 		if *tokenStdin {
 			b, err := io.ReadAll(io.LimitReader(stdin, 4096))
 			if err != nil {
@@ -80,13 +81,17 @@ func runRepo(ctx context.Context, svc *app.Service, args []string, stdin io.Read
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tKIND\tURL\tBRANCHES\tVISIBILITY\tPULLS\tWEBHOOK")
+		fmt.Fprintln(tw, "NAME\tKIND\tURL\tBRANCHES\tVISIBILITY\tPULLS\tWEBHOOK\tSCHEDULE")
 		for _, r := range repos {
 			br := strings.Join(r.Branches, " ")
 			if br == "" {
 				br = "*"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.CloneURL, br, r.Visibility, yesNo(r.PullRequests), r.WebhookPath())
+			sched := r.Schedule
+			if sched == "" {
+				sched = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.CloneURL, br, r.Visibility, yesNo(r.PullRequests), r.WebhookPath(), sched)
 		}
 		return tw.Flush()
 	case "set":
@@ -99,18 +104,24 @@ func runRepo(ctx context.Context, svc *app.Service, args []string, stdin io.Read
 			case "user":
 			case "pull-requests":
 				upd.PullRequests = pulls
+			case "schedule":
+				upd.Schedule = schedule
 			default:
 				return usagef("repo set: --%s cannot be changed (remove and add the repository again)", name)
 			}
 		}
 		if upd == (app.RepoUpdate{}) {
-			return usagef("repo set: nothing to change (--pull-requests=true|false)")
+			return usagef("repo set: nothing to change (--pull-requests=true|false, --schedule CRON)")
 		}
 		r, err := svc.UpdateRepository(as, pos[1], upd)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "repository %s: pull requests %s\n", r.Name, map[bool]string{true: "built", false: "not built"}[r.PullRequests])
+		sched := "no schedule"
+		if r.Schedule != "" {
+			sched = "schedule " + r.Schedule
+		}
+		fmt.Fprintf(stdout, "repository %s: pull requests %s, %s\n", r.Name, map[bool]string{true: "built", false: "not built"}[r.PullRequests], sched)
 		return nil
 	case "rm":
 		if len(pos) != 2 {

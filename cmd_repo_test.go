@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"builds/app"
+	"builds/store"
 )
 
 // gitIn runs git in dir as a fixed author.
@@ -206,10 +211,22 @@ func TestRepoSettings(t *testing.T) {
 	if p := pulls(); p != "no" {
 		t.Errorf("after set: pulls %q", p)
 	}
+	out, _, err = run(t, cfg, "", "repo", "set", "--user", "alice", "proj", "--schedule", "30 2 * * 1-5")
+	if err != nil || !strings.Contains(out, "pull requests not built, schedule 30 2 * * 1-5") {
+		t.Fatalf("%v %q", err, out)
+	}
+	if out, _, _ := run(t, cfg, "", "repo", "list", "--user", "alice"); !strings.HasSuffix(strings.TrimSpace(out), "30 2 * * 1-5") {
+		t.Errorf("list: %q", out)
+	}
+	if out, _, err := run(t, cfg, "", "repo", "set", "--user", "alice", "proj", "--schedule", ""); err != nil || !strings.Contains(out, "no schedule") {
+		t.Errorf("remove schedule: %v %q", err, out)
+	}
 	for _, tt := range []struct {
 		args []string
 		msg  string
 	}{
+		{[]string{"repo", "set", "--user", "alice", "proj", "--schedule", "0 24 * * *"}, `invalid schedule "0 24 * * *": hour field "24": end of range (24) above maximum (23)`},
+		{[]string{"repo", "add", "--user", "alice", "--kind", "github", "--url", "https://github.com/a/b.git", "--schedule", "0 3 * *"}, "expected exactly 5 fields, found 4"},
 		{[]string{"repo", "set", "--user", "alice", "proj"}, "nothing to change"},
 		{[]string{"repo", "set", "--user", "alice", "proj", "--branches", "main"}, "--branches cannot be changed"},
 		{[]string{"repo", "set", "--user", "alice", "nope", "--pull-requests"}, `no repository named "nope"`},
@@ -218,5 +235,67 @@ func TestRepoSettings(t *testing.T) {
 		if _, _, err := run(t, cfg, "", tt.args...); err == nil || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("%v: %v, want %q", tt.args, err, tt.msg)
 		}
+	}
+}
+
+// TestServeRunsSchedules: the server's scheduler builds, at start, a
+// schedule's run missed while it was down.
+func TestServeRunsSchedules(t *testing.T) {
+	cfg := testConfig(t, "")
+	if _, _, err := run(t, cfg, "", "user", "add", "alice", "--email", "alice@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bare, work := filepath.Join(dir, "proj.git"), filepath.Join(dir, "work")
+	gitIn(t, dir, "init", "-q", "--bare", "-b", "main", bare)
+	gitIn(t, dir, "init", "-q", "-b", "main", work)
+	commitPush(t, work, bare, map[string]string{".build.yml": "image: debian/stable\ntasks:\n  - build: echo nightly\n"})
+	if _, _, err := run(t, cfg, "", "repo", "add", "--user", "alice", "--kind", "git", "--url", bare, "--schedule", "0 3 * * *"); err != nil {
+		t.Fatal(err)
+	}
+	// the server was down for the last two nights
+	ctx := context.Background()
+	dbPath := filepath.Join(filepath.Dir(cfg), "data", "builds.db")
+	db, err := store.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := db.FindUserByName(ctx, "alice")
+	r, err := db.FindRepositoryByName(ctx, u.ID, "proj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-50 * time.Hour)
+	if err := db.UpdateRepository(ctx, r.ID, app.RepoUpdate{ScheduleLast: &before}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	serveConfig(t, cfg, freePort(t))
+	db, err = store.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		jobs, err := db.FindJobs(ctx, app.JobFilter{OwnerID: &u.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(jobs) > 0 {
+			if len(jobs) != 1 || jobs[0].Tags != "proj/commits/main/.build.yml" || !strings.Contains(jobs[0].Manifest, "BUILD_REASON: schedule") {
+				t.Fatalf("%d jobs: %+v", len(jobs), jobs[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no scheduled job")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r, _ = db.FindRepositoryByID(ctx, r.ID)
+	if r.ScheduleLast == nil || r.ScheduleLast.Before(time.Now().Add(-time.Minute)) {
+		t.Errorf("schedule_last %v", r.ScheduleLast)
 	}
 }

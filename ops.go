@@ -1,7 +1,7 @@
 package main
 
-// Running builds unattended: the root check, metrics, the pruner and the
-// graceful stop of `builds serve`.
+// Running builds unattended: the root check, metrics, the pruner, the
+// scheduler and the graceful stop of `builds serve`.
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func (m *Main) checkRoot() error {
 }
 
 // startOps sets up metrics (before the runner and web server, which
-// report to them) and the pruner.
+// report to them), the pruner and the repositories' scheduler.
 func (m *Main) startOps(ctx context.Context) error {
 	mc := m.Config.Metrics
 	if mc.Listen != "" || mc.Token != "" {
@@ -59,6 +59,9 @@ func (m *Main) startOps(ctx context.Context) error {
 	}
 	p := m.Service.StartPruner(ctx)
 	m.closers = append(m.closers, p.Close)
+	// connected repositories' schedules (builds repo add --schedule)
+	sc := m.Service.StartScheduler(ctx)
+	m.closers = append(m.closers, sc.Close)
 	return nil
 }
 

@@ -92,6 +92,8 @@ type RepoStore interface {
 	FindRepositoryByHookID(ctx context.Context, hookID string) (*Repo, error)
 	FindRepositoryByName(ctx context.Context, ownerID int64, name string) (*Repo, error)
 	FindRepositories(ctx context.Context, ownerID int64) ([]*Repo, error)
+	// FindScheduledRepositories returns every repository with a schedule.
+	FindScheduledRepositories(ctx context.Context) ([]*Repo, error)
 	// UpdateRepository changes a repository's settings (the non-nil
 	// fields of upd).
 	UpdateRepository(ctx context.Context, id int64, upd RepoUpdate) error
@@ -183,6 +185,9 @@ type Forge interface {
 	// FetchCommit fetches one commit of a repository and reads its
 	// manifests.
 	FetchCommit(ctx context.Context, req FetchRequest) (*ForgeCommit, error)
+	// ListBranches lists a repository's branch names (req's Rev and
+	// manifest limits are unused).
+	ListBranches(ctx context.Context, req FetchRequest) ([]string, error)
 }
 
 // repoNameFromURL is the last path element of a clone URL without ".git"

@@ -20,14 +20,15 @@ type pushInfo struct {
 	Commit    *ForgeCommit
 	CommitURL string
 	Pull      *PullEvent // a pull request's head, not a push
+	Reason    string     // BUILD_REASON, or ""
 }
 
 // rewriteManifest returns text with the repository's source pinned to the
 // commit (the first source whose base name is the repository's name, else
 // a new last source), BUILD_SUBMITTER, GIT_REF and GIT_COMMIT set over the
-// manifest's own values, and shell removed. For a pull request the source
-// is the plain clone URL, BUILD_REASON is set and a first task checks
-// the request's head out.
+// manifest's own values, BUILD_REASON if the push has one, and shell
+// removed. For a pull request the source is the plain clone URL and a
+// first task checks the request's head out.
 func rewriteManifest(text string, p pushInfo) (string, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
@@ -58,8 +59,10 @@ func rewriteManifest(text string, p pushInfo) (string, error) {
 	setMapping(env, "GIT_REF", p.Ref)
 	setMapping(env, "GIT_COMMIT", p.Commit.SHA)
 	deleteMapping(root, "shell")
+	if p.Reason != "" {
+		setMapping(env, "BUILD_REASON", p.Reason)
+	}
 	if p.Pull != nil {
-		setMapping(env, "BUILD_REASON", pullReason(p.Repo.Kind))
 		prependTask(root, pullTaskName, pullTask(cloneDir(pinned), p.Pull.Ref, p.Commit.SHA))
 	}
 	out, err := yaml.Marshal(&doc)

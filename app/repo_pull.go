@@ -75,7 +75,8 @@ func (s *Service) receivePull(ctx context.Context, r *Repo, ev *ForgeEvent) (*Pu
 	if c.SHA != ev.Commit {
 		return nil, s.failPush(ctx, r, p, Errorf(EINVALID, "fetched commit %s, not the request's head %s", c.SHA, ev.Commit))
 	}
-	return s.submitPush(ctx, r, p, pushInfo{Repo: r, Ref: p.Ref, Commit: c, CommitURL: ev.CommitURL, Pull: pr})
+	return s.submitPush(ctx, r, p, pushInfo{Repo: r, Ref: p.Ref, Commit: c, CommitURL: ev.CommitURL, Pull: pr,
+		Reason: pullReason(r.Kind)})
 }
 
 // PullRef is the ref a forge of kind k keeps pull request n's head at.

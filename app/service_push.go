@@ -79,9 +79,15 @@ func (s *Service) ReceiveWebhook(ctx context.Context, hookID string, h http.Head
 }
 
 // BuildRepository builds rev (a branch, tag or commit; "" = the default
-// branch) of one of the caller's repositories: "build now", `builds
-// submit-repo` and the post-receive hook.
+// branch) of one of the caller's repositories: "build now" and `builds
+// submit-repo`.
 func (s *Service) BuildRepository(ctx context.Context, ref, rev string) (*PushResult, error) {
+	return s.buildRepository(ctx, ref, rev, "")
+}
+
+// buildRepository is BuildRepository with the jobs' BUILD_REASON (""
+// for none): "schedule" for the scheduler's builds.
+func (s *Service) buildRepository(ctx context.Context, ref, rev, reason string) (*PushResult, error) {
 	if err := requireGrant(ctx, ScopeJobs, RW); err != nil {
 		return nil, err
 	}
@@ -107,7 +113,7 @@ func (s *Service) BuildRepository(ctx context.Context, ref, rev string) (*PushRe
 	if err := s.Store.CreateRepoPush(ctx, p); err != nil {
 		return nil, err
 	}
-	return s.submitPush(ctx, r, p, pushInfo{Repo: r, Ref: p.Ref, Commit: c})
+	return s.submitPush(ctx, r, p, pushInfo{Repo: r, Ref: p.Ref, Commit: c, Reason: reason})
 }
 
 // fetch reads a commit's manifests from the repository.
@@ -115,19 +121,41 @@ func (s *Service) fetch(ctx context.Context, r *Repo, rev, ref string) (*ForgeCo
 	if s.Forge == nil {
 		return nil, fmt.Errorf("fetch: no forge adapter configured")
 	}
-	req := FetchRequest{URL: r.CloneURL, Rev: rev, Ref: ref,
-		MaxManifests: s.Config.Limits.ManifestsPerPush, MaxSize: s.Config.Limits.ManifestSize}
+	req, err := s.fetchRequest(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	req.Rev, req.Ref = rev, ref
+	return s.Forge.FetchCommit(ctx, req)
+}
+
+// listBranches lists the repository's branches.
+func (s *Service) listBranches(ctx context.Context, r *Repo) ([]string, error) {
+	if s.Forge == nil {
+		return nil, fmt.Errorf("list branches: no forge adapter configured")
+	}
+	req, err := s.fetchRequest(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return s.Forge.ListBranches(ctx, req)
+}
+
+// fetchRequest is how the repository is read: its URL, credentials and
+// the manifest limits.
+func (s *Service) fetchRequest(ctx context.Context, r *Repo) (FetchRequest, error) {
+	req := FetchRequest{URL: r.CloneURL, MaxManifests: s.Config.Limits.ManifestsPerPush, MaxSize: s.Config.Limits.ManifestSize}
 	if r.DeployKey != nil {
 		sec, err := s.ResolveSecret(ctx, r.OwnerID, *r.DeployKey)
 		if err != nil {
-			return nil, Errorf(EINVALID, "the repository's deploy key is gone: %s", ErrorMessage(err))
+			return req, Errorf(EINVALID, "the repository's deploy key is gone: %s", ErrorMessage(err))
 		}
 		req.SSHKey = sec.Data
 	}
 	if r.Token != nil {
 		tok, err := s.sealer.open(r.Token, repoAD("token", r.OwnerID, r.HookID))
 		if err != nil {
-			return nil, fmt.Errorf("open access token of repository %d: %w", r.ID, err)
+			return req, fmt.Errorf("open access token of repository %d: %w", r.ID, err)
 		}
 		req.Token = string(tok)
 		req.TokenUser = "x-access-token"
@@ -135,7 +163,7 @@ func (s *Service) fetch(ctx context.Context, r *Repo, rev, ref string) (*ForgeCo
 			req.TokenUser = "oauth2"
 		}
 	}
-	return s.Forge.FetchCommit(ctx, req)
+	return req, nil
 }
 
 // buildPush fetches a pushed commit and submits its manifests.

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"time"
 )
 
 // RepoInput is what connecting a repository takes.
@@ -21,11 +22,19 @@ type RepoInput struct {
 	Visibility Visibility
 	// PullRequests builds pull (merge) requests (fork ones without secrets).
 	PullRequests bool
+	// Schedule is a cron schedule building the default branch (or
+	// Branches) now and then; "" = none (ParseSchedule).
+	Schedule string
 }
 
 // RepoUpdate changes a repository's settings: each non-nil field.
 type RepoUpdate struct {
 	PullRequests *bool
+	// Schedule is a cron schedule, "" for none (ParseSchedule).
+	Schedule *string
+	// ScheduleLast is when the schedule last ran, or was set; the
+	// Service sets it with Schedule.
+	ScheduleLast *time.Time
 }
 
 // NewRepo is a repository just connected, with the webhook secret in
@@ -109,6 +118,13 @@ func (s *Service) CreateRepository(ctx context.Context, in RepoInput) (*NewRepo,
 	}
 	r := &Repo{OwnerID: u.ID, Name: name, Kind: in.Kind, CloneURL: in.CloneURL, Branches: in.Branches, Visibility: vis,
 		PullRequests: in.PullRequests}
+	if in.Schedule != "" {
+		if _, err := ParseSchedule(in.Schedule); err != nil {
+			return nil, err
+		}
+		now := s.now()
+		r.Schedule, r.ScheduleLast = strings.TrimSpace(in.Schedule), &now
+	}
 	if in.DeployKey != "" {
 		sec, err := s.Store.FindSecretByRef(ctx, u.ID, in.DeployKey)
 		if ErrorCode(err) == ENOTFOUND {
@@ -187,6 +203,17 @@ func (s *Service) UpdateRepository(ctx context.Context, ref string, upd RepoUpda
 	}
 	if upd.PullRequests != nil && *upd.PullRequests && r.Kind == ForgeGit {
 		return nil, Errorf(EINVALID, "plain git repositories have no pull requests")
+	}
+	if upd.Schedule != nil {
+		text := strings.TrimSpace(*upd.Schedule)
+		if text != "" {
+			if _, err := ParseSchedule(text); err != nil {
+				return nil, err
+			}
+		}
+		// the new schedule's first run is its first time from now
+		now := s.now()
+		upd.Schedule, upd.ScheduleLast = &text, &now
 	}
 	if err := s.Store.UpdateRepository(ctx, r.ID, upd); err != nil {
 		return nil, err

@@ -34,31 +34,11 @@ const maxGitOutput = 4 << 20
 func (a *Adapter) FetchCommit(ctx context.Context, req app.FetchRequest) (*app.ForgeCommit, error) {
 	ctx, cancel := context.WithTimeout(ctx, FetchTimeout)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "builds-fetch-")
+	g, cleanup, err := a.newGit(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("fetch commit: %w", err)
 	}
-	defer os.RemoveAll(dir)
-	g := &gitRun{git: a.Git, dir: filepath.Join(dir, "repo.git"), env: gitEnv(dir)}
-	if g.git == "" {
-		g.git = "git"
-	}
-	if req.SSHKey != nil {
-		key := filepath.Join(dir, "key")
-		if err := os.WriteFile(key, req.SSHKey, 0o600); err != nil {
-			return nil, fmt.Errorf("fetch commit: write key: %w", err)
-		}
-		g.env = append(g.env, "GIT_SSH_COMMAND=ssh -i "+key+" -o IdentitiesOnly=yes -o BatchMode=yes"+
-			" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null")
-	}
-	if req.Token != "" {
-		cred := base64.StdEncoding.EncodeToString([]byte(req.TokenUser + ":" + req.Token))
-		g.env = append(g.env, "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader",
-			"GIT_CONFIG_VALUE_0=Authorization: Basic "+cred)
-	}
-	if _, err := g.run(ctx, "init", "-q", "--bare", g.dir); err != nil {
-		return nil, err
-	}
+	defer cleanup()
 	c := &app.ForgeCommit{}
 	want := req.Rev
 	if !isSHA(req.Rev) {
@@ -94,6 +74,65 @@ func (a *Adapter) FetchCommit(ctx context.Context, req app.FetchRequest) (*app.F
 		return nil, err
 	}
 	return c, nil
+}
+
+// newGit makes an empty private repository to run git in, with req's
+// credentials in its environment; cleanup removes it.
+func (a *Adapter) newGit(ctx context.Context, req app.FetchRequest) (g *gitRun, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "builds-fetch-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	g = &gitRun{git: a.Git, dir: filepath.Join(dir, "repo.git"), env: gitEnv(dir)}
+	if g.git == "" {
+		g.git = "git"
+	}
+	if req.SSHKey != nil {
+		key := filepath.Join(dir, "key")
+		if err := os.WriteFile(key, req.SSHKey, 0o600); err != nil {
+			cleanup()
+			return nil, nil, fmt.Errorf("write key: %w", err)
+		}
+		g.env = append(g.env, "GIT_SSH_COMMAND=ssh -i "+key+" -o IdentitiesOnly=yes -o BatchMode=yes"+
+			" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null")
+	}
+	if req.Token != "" {
+		cred := base64.StdEncoding.EncodeToString([]byte(req.TokenUser + ":" + req.Token))
+		g.env = append(g.env, "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader",
+			"GIT_CONFIG_VALUE_0=Authorization: Basic "+cred)
+	}
+	if _, err := g.run(ctx, "init", "-q", "--bare", g.dir); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return g, cleanup, nil
+}
+
+// ListBranches implements app.Forge: the repository's branch names, by
+// name, from git ls-remote.
+func (a *Adapter) ListBranches(ctx context.Context, req app.FetchRequest) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, FetchTimeout)
+	defer cancel()
+	g, cleanup, err := a.newGit(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("list branches: %w", err)
+	}
+	defer cleanup()
+	out, err := g.run(ctx, "ls-remote", "--heads", "--", req.URL)
+	if err != nil {
+		return nil, app.Errorf(app.EINVALID, "list branches of %s: %s", redact(req.URL), gitMessage(err))
+	}
+	var list []string
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if _, ref, ok := strings.Cut(line, "\t"); ok {
+			if b, ok := strings.CutPrefix(ref, "refs/heads/"); ok {
+				list = append(list, b)
+			}
+		}
+	}
+	slices.Sort(list)
+	return list, nil
 }
 
 // gitEnv is git's whole environment: no config of this host's users, no

@@ -172,3 +172,19 @@ func TestFetchSymlinkManifest(t *testing.T) {
 		t.Errorf("read %+v", c.Manifests)
 	}
 }
+
+func TestListBranches(t *testing.T) {
+	r := newGitRepo(t)
+	r.commit("main", "one", map[string]string{"a": "1"})
+	r.commit("rel/1", "two", nil)
+	r.git(r.work, "tag", "v1")
+	r.git(r.work, "push", "-q", r.bare, "v1")
+	got, err := (&forge.Adapter{}).ListBranches(context.Background(), app.FetchRequest{URL: "file://" + r.bare})
+	if err != nil || strings.Join(got, " ") != "main rel/1" {
+		t.Errorf("%q %v", got, err)
+	}
+	_, err = (&forge.Adapter{}).ListBranches(context.Background(), app.FetchRequest{URL: "file://" + r.bare + "-nope"})
+	if app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), "list branches of file://") {
+		t.Errorf("missing repository: %v", err)
+	}
+}

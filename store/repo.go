@@ -124,6 +124,12 @@ func (db *DB) UpdateRepository(ctx context.Context, id int64, upd app.RepoUpdate
 	if upd.PullRequests != nil {
 		add("pull_requests", flag(*upd.PullRequests))
 	}
+	if upd.Schedule != nil {
+		add("schedule", *upd.Schedule)
+	}
+	if upd.ScheduleLast != nil {
+		add("schedule_last", unix(*upd.ScheduleLast))
+	}
 	if len(set) == 0 {
 		return nil
 	}
@@ -136,6 +142,21 @@ func (db *DB) UpdateRepository(ctx context.Context, id int64, upd app.RepoUpdate
 		return fmt.Errorf("update repository %d: %w", id, formatError(err, "repository"))
 	}
 	return t.commit("update repository")
+}
+
+// FindScheduledRepositories returns every repository with a schedule,
+// whoever owns it, by id.
+func (db *DB) FindScheduledRepositories(ctx context.Context) ([]*app.Repo, error) {
+	t, err := db.begin(ctx, false)
+	if err != nil {
+		return nil, fmt.Errorf("find scheduled repositories: %w", err)
+	}
+	defer t.Rollback()
+	list, err := queryList(ctx, t, scanRepo, `SELECT `+repoColumns+` FROM repositories WHERE schedule <> '' ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("find scheduled repositories: %w", formatError(err, "repository"))
+	}
+	return list, t.commit("find scheduled repositories")
 }
 
 // DeleteRepository deletes the repository and, by cascade, its pushes.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"testing"
+	"time"
 
 	"builds/app"
 )
@@ -155,6 +156,36 @@ func TestRepositorySettings(t *testing.T) {
 		}
 		if err := db.UpdateRepository(ctx, r.ID, app.RepoUpdate{}); err != nil {
 			t.Errorf("empty update: %v", err)
+		}
+	})
+	t.Run("Schedule", func(t *testing.T) {
+		if list, err := db.FindScheduledRepositories(ctx); err != nil || len(list) != 0 {
+			t.Fatalf("%+v %v", list, err)
+		}
+		sched, at := "0 3 * * *", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		if err := db.UpdateRepository(ctx, r.ID, app.RepoUpdate{Schedule: &sched, ScheduleLast: &at}); err != nil {
+			t.Fatal(err)
+		}
+		other := &app.Repo{OwnerID: alice.ID, Name: "other", Kind: app.ForgeGit, CloneURL: "/srv/other.git",
+			Visibility: app.Public, HookID: "hook2", Secret: []byte{1}, Schedule: "@daily", ScheduleLast: &at}
+		if err := db.CreateRepository(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		list, err := db.FindScheduledRepositories(ctx)
+		if err != nil || len(list) != 2 || list[0].Schedule != sched || !list[0].ScheduleLast.Equal(at) || list[1].Schedule != "@daily" {
+			t.Fatalf("%+v %v", list, err)
+		}
+		later := at.Add(time.Hour)
+		if err := db.UpdateRepository(ctx, r.ID, app.RepoUpdate{ScheduleLast: &later}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := db.FindRepositoryByID(ctx, r.ID); got.Schedule != sched || !got.ScheduleLast.Equal(later) {
+			t.Errorf("%+v", got)
+		}
+		none := ""
+		db.UpdateRepository(ctx, other.ID, app.RepoUpdate{Schedule: &none})
+		if list, _ := db.FindScheduledRepositories(ctx); len(list) != 1 || list[0].ID != r.ID {
+			t.Errorf("after removal %+v", list)
 		}
 	})
 	t.Run("ErrNotFound", func(t *testing.T) {
