@@ -81,7 +81,9 @@ func SeedFiles(cfg SeedConfig) (map[string][]byte, error) {
 			"sudo":                "ALL=(ALL) NOPASSWD:ALL",
 			"ssh_authorized_keys": []string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(cfg.ClientKey)))},
 		}},
-		"disable_root":    true,
+		"disable_root": true,
+		// builds.sr.ht's guests generate no locale and leave LANG unset
+		"locale":          false,
 		"ssh_pwauth":      false,
 		"ssh_deletekeys":  true,
 		"ssh_genkeytypes": []string{},

@@ -49,6 +49,7 @@ type userData struct {
 		Path, Permissions, Encoding, Content string
 	} `yaml:"write_files"`
 	Runcmd     [][]string
+	Locale     *bool
 	PowerState struct{ Mode, Delay string } `yaml:"power_state"`
 }
 
@@ -112,6 +113,9 @@ func TestSeedFiles(t *testing.T) {
 			}
 			if want := []string{"sh", prepareDir + "/prepare.sh", string(f)}; len(ud.Runcmd) != 1 || strings.Join(ud.Runcmd[0], " ") != strings.Join(want, " ") {
 				t.Errorf("runcmd = %q, want %q", ud.Runcmd, want)
+			}
+			if ud.Locale == nil || *ud.Locale {
+				t.Errorf("locale = %v, want false (no locale generated, as on builds.sr.ht)", ud.Locale)
 			}
 			if ud.PowerState.Mode != "poweroff" {
 				t.Errorf("power_state = %+v", ud.PowerState)

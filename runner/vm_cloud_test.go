@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -14,6 +15,8 @@ import (
 	"builds/app"
 	"builds/images"
 	"builds/images/imagestest"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // cloudImage returns the test-made cloud image (imagestest.CloudImage)
@@ -55,7 +58,8 @@ func cloudImage(t testing.TB) *images.Image {
 
 // TestVMCloudJob runs a whole job on the imported cloud image, which
 // boots through its own GRUB under SeaBIOS: packages, sources, secrets,
-// artifacts, the environment, as TestVMJob does on our own image.
+// artifacts, the environment, as TestVMJob does on our own image, and
+// `connect` into the guest once its tasks end (shell: true).
 func TestVMCloudJob(t *testing.T) {
 	img := cloudImage(t)
 	if img.Meta.Firmware != images.FirmwareBIOS || img.Meta.Family != images.FamilyApt || img.Meta.Kernel != "" {
@@ -69,7 +73,18 @@ func TestVMCloudJob(t *testing.T) {
 	h, _ := newVMHarnessOf(t, img, func(c *app.Config) {
 		c.Runner.GuestAllow = []netip.AddrPort{addr}
 		c.Runner.BootTimeout = 4 * time.Minute // SeaBIOS, GRUB, the stock initrd and a full systemd under TCG
+		c.Runner.SSHListen = "127.0.0.1:0"
 	})
+	// builds' SSH server, for `connect` into the guest once the tasks end
+	srv := NewSSHServer(LocalServer(h.svc, nil), h.cfg, h.pool, h.svc.Log)
+	if err := srv.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	sh := &sshHarness{harness: h, srv: srv, alice: newSigner(t)}
+	if _, err := h.svc.AddSSHKey(h.ctx, h.user.ID, string(ssh.MarshalAuthorizedKey(sh.alice.PublicKey()))); err != nil {
+		t.Fatal(err)
+	}
 	h.secret(app.SecretInput{Type: app.SecretFile, Name: "cloud-key", Data: []byte("cloud-secret-value-7\n"), Path: "~/.config/cloud-key", Mode: 0o600})
 	job := h.submit(fmt.Sprintf(`image: %s
 packages: [jq, hello]
@@ -79,11 +94,12 @@ secrets: [cloud-key]
 environment:
   GREETING: hi from the cloud
 artifacts: [out/report.json]
+shell: true
 tasks:
   - check: |
       test "$(id -un)" = build && test "$(id -u)" = 1000 && test "$HOME" = /home/build
       test "$(readlink -f "$(getent passwd build | cut -d: -f7)")" = "$(readlink -f /bin/bash)"
-      sudo -n true
+      test -z "$(sudo -n true 2>&1)" # no warnings either (the host name resolves)
       git --version
       hello
       test "$(cat app/file.txt)" = "app v1"
@@ -96,6 +112,26 @@ tasks:
   - build: |
       mkdir -p out && jq -n --arg g "$GREETING" '{greeting: $g}' > out/report.json
 `, imagestest.CloudName, url))
+	// connect: it tails the logs while the tasks run, then runs the
+	// command in the guest; the last session's logout ends the job
+	h.waitLog(job.ID, "", "connect "+itoa(job.ID)+"\n")
+	c, err := sh.dial(sh.alice, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &lockedBuffer{b: &bytes.Buffer{}}
+	sess.Stdout, sess.Stderr = out, out
+	if err := sess.Run("connect " + itoa(job.ID) + " echo connected as $(id -un) on $(hostname): $(jq -c .greeting out/report.json)"); err != nil {
+		t.Fatalf("connect: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), `connected as build on build: "hi from the cloud"`) {
+		t.Errorf("connect output:\n%s", out.String())
+	}
 	got := h.wait(job.ID)
 	setup := h.log(job.ID, "")
 	if got.Status != app.JobSuccess {

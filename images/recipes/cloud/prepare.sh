@@ -184,6 +184,8 @@ cat >/home/build/.gitconfig <<'EOS'
 EOS
 chown build:build /home/build/.gitconfig
 echo build >/etc/hostname
+# sudo looks the host name up: without a hosts entry every sudo warns
+grep -qs '^[^#]*[[:space:]]build\([[:space:]]\|$\)' /etc/hosts || printf '127.0.1.1\tbuild\n' >>/etc/hosts
 
 ## no cloud-init on later boots; its rendered network config stays ---------------
 mkdir -p /etc/cloud
