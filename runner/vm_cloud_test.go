@@ -153,3 +153,41 @@ tasks:
 		t.Errorf("artifact = %q", b)
 	}
 }
+
+// TestVMCloudSnapshot: jobs on an imported cloud image use the fast
+// start too: once a snapshot of the booted image exists, a job resumes
+// it instead of booting through SeaBIOS and GRUB.
+func TestVMCloudSnapshot(t *testing.T) {
+	img := cloudImage(t)
+	if img.Meta.Control == "" {
+		t.Fatal("the imported image has no control channel (prepare.sh did not build ci-ctl): it can never resume")
+	}
+	h, _ := newVMHarnessOf(t, img, func(c *app.Config) { c.Runner.BootTimeout = 4 * time.Minute })
+	b := h.pool.booter.(*QEMUBooter)
+	b.UseSnapshots(context.Background(), t.TempDir(), 0)
+	hello := "image: " + imagestest.CloudName + "\ntasks:\n  - hello: echo hello from the cloud guest\n"
+	runJob := func(want string) string {
+		t.Helper()
+		job := h.submit(hello)
+		got := h.wait(job.ID)
+		setup := h.log(job.ID, "")
+		if got.Status != app.JobSuccess || !strings.Contains(h.log(job.ID, "hello"), "\nhello from the cloud guest") {
+			t.Fatalf("status %s\n%s\n%s", got.Status, setup, h.log(job.ID, "hello"))
+		}
+		m := regexp.MustCompile(want).FindString(setup)
+		if m == "" {
+			t.Fatalf("setup log lacks %q:\n%s", want, setup)
+		}
+		t.Log(m)
+		return setup
+	}
+	runJob(`Guest ready after [0-9.]+m?s`)
+	shape := shapeOf(img, VMConfig{CPUs: h.cfg.Runner.CPUs, MemoryMiB: h.cfg.Runner.Memory, CPUModel: h.cfg.Runner.CPUModel, Accel: "tcg"}, b.qemu())
+	h.waitFor("the snapshot", func() bool {
+		_, _, ok := b.snaps.find(shape)
+		return ok
+	})
+	if setup := runJob(`Resumed ` + regexp.QuoteMeta(imagestest.CloudName) + ` from snapshot in [0-9.]+m?s`); strings.Contains(setup, "Guest ready after") {
+		t.Errorf("a resumed job booted too:\n%s", setup)
+	}
+}
