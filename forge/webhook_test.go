@@ -170,7 +170,8 @@ func TestParseWebhookRefused(t *testing.T) {
 }
 
 func FuzzParseWebhook(f *testing.F) {
-	for _, name := range []string{"github-push.json", "gitlab-push.json", "gitea-push.json"} {
+	for _, name := range []string{"github-push.json", "gitlab-push.json", "gitea-push.json",
+		"github-pull_request.json", "gitlab-merge_request.json", "gitea-pull_request.json"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)
@@ -185,6 +186,13 @@ func FuzzParseWebhook(f *testing.F) {
 				event = "Push Hook"
 			}
 			a.ParseWebhook(k, []byte(testSecret), headers(k, event, "d", testSecret, body), body)
+			if k == app.ForgeGitLab {
+				event = "Merge Request Hook"
+			} else {
+				event = "pull_request"
+			}
+			a.ParseWebhook(k, []byte(testSecret), headers(k, event, "d", testSecret, body), body)
 		}
+		a.ParseWebhook(app.ForgeGit, []byte(testSecret), hookHeaders(testSecret, body), body)
 	})
 }
