@@ -15,7 +15,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -200,11 +199,4 @@ func SendHook(ctx context.Context, client *http.Client, url string, secret []byt
 		return nil, &HookError{Status: resp.StatusCode, Message: ans.Message}
 	}
 	return ans, nil
-}
-
-// IsHookRefusal reports whether err is the server refusing a delivery
-// (rather than not answering).
-func IsHookRefusal(err error) bool {
-	var he *HookError
-	return errors.As(err, &he)
 }

@@ -3,6 +3,7 @@ package forge_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -125,25 +126,22 @@ func TestSendHook(t *testing.T) {
 	}
 	_, err = forge.SendHook(context.Background(), client, srv.URL, []byte("wrong"), u)
 	var he *forge.HookError
-	if !forge.IsHookRefusal(err) || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "bad signature") {
+	if !errors.As(err, &he) || he.Status != 401 || !strings.Contains(err.Error(), "401 Unauthorized") || !strings.Contains(he.Message, "bad signature") {
 		t.Errorf("wrong secret: %v", err)
-	} else if e, ok := err.(*forge.HookError); ok {
-		he = e
-	}
-	if he == nil || he.Status != 401 {
-		t.Errorf("refusal %+v", he)
 	}
 
+	release := make(chan struct{})
 	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
-		case <-time.After(10 * time.Second):
+		case <-release:
 		}
 	}))
 	defer stuck.Close()
+	defer close(release) // before Close, which waits for the handler
 	start := time.Now()
 	_, err = forge.SendHook(context.Background(), &http.Client{Timeout: 300 * time.Millisecond}, stuck.URL, []byte(testSecret), u)
-	if err == nil || forge.IsHookRefusal(err) || time.Since(start) > 5*time.Second {
+	if err == nil || errors.As(err, &he) || time.Since(start) > 5*time.Second {
 		t.Errorf("stuck server: %v after %v", err, time.Since(start))
 	}
 }
