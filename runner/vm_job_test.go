@@ -355,6 +355,9 @@ func TestVMLayers(t *testing.T) {
 				t.Fatalf("setup log lacks %q:\n%s", w, logs)
 			}
 		}
+		if strings.Contains(logs, "Formatting '") {
+			t.Errorf("QEMU's own output (host paths) in the setup log:\n%s", logs)
+		}
 		return job, logs
 	}
 	// the base snapshot first, so that layers are made on resumed guests

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -11,7 +12,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -254,8 +257,15 @@ func (vm *VM) SaveState(ctx context.Context, mem string, keepRunning bool) (disk
 	disk = vm.overlay
 	if keepRunning {
 		next := fmt.Sprintf("%s.%d", strings.TrimSuffix(vm.overlay, ".qcow2"), time.Now().UnixNano()) + ".qcow2"
+		// made here rather than by QEMU, which would print "Formatting
+		// '<host path>'" on its stdout: the guest's console, the job's log
+		if err := vm.createNextOverlay(ctx, next); err != nil {
+			vm.qmp(context.WithoutCancel(ctx), "cont", nil, nil)
+			return "", err
+		}
 		if err := vm.qmp(ctx, "blockdev-snapshot-sync", map[string]any{
-			"device": "root", "snapshot-file": next, "format": "qcow2", "mode": "absolute-paths"}, nil); err != nil {
+			"device": "root", "snapshot-file": next, "format": "qcow2", "mode": "existing"}, nil); err != nil {
+			os.Remove(next)
 			vm.qmp(context.WithoutCancel(ctx), "cont", nil, nil)
 			return "", err
 		}
@@ -274,6 +284,34 @@ func (vm *VM) SaveState(ctx context.Context, mem string, keepRunning bool) (disk
 		return "", err
 	}
 	return disk, nil
+}
+
+// createNextOverlay makes the overlay that takes over the guest's writes
+// when its disk so far is frozen. The disk is open in QEMU, so its size
+// comes from QEMU and qemu-img does not open it (-u).
+func (vm *VM) createNextOverlay(ctx context.Context, next string) error {
+	var blocks []struct {
+		Device   string `json:"device"`
+		Inserted *struct {
+			Image struct {
+				VirtualSize int64 `json:"virtual-size"`
+			} `json:"image"`
+		} `json:"inserted"`
+	}
+	if err := vm.qmp(ctx, "query-block", nil, &blocks); err != nil {
+		return err
+	}
+	for _, b := range blocks {
+		if b.Inserted != nil && b.Inserted.Image.VirtualSize > 0 && (b.Device == "root" || b.Device == "") {
+			out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-u",
+				"-b", vm.overlay, next, strconv.FormatInt(b.Inserted.Image.VirtualSize, 10)).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("create overlay: %w: %s", err, bytes.TrimSpace(out))
+			}
+			return nil
+		}
+	}
+	return errors.New("save state: QEMU lists no root disk")
 }
 
 // migrateTo writes the stopped guest's state to path and waits for it.
