@@ -243,6 +243,9 @@ func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 			waited = fmt.Sprintf(", waiting %s", time.Since(w.ready).Round(time.Second))
 		}
 		spec.Logf("Resumed %s from snapshot in %.1fs (%s%s)", spec.Image, w.resumed.Seconds(), mode, waited)
+		if b.Log != nil {
+			b.Log.Debug("vm resumed", "image", spec.Image, "took", w.resumed, "phases", w.vm.ResumePhases())
+		}
 		g.vm, g.dir, g.base = w.vm, w.dir, w.base
 		if w.ready.IsZero() {
 			g.started("snapshot", w.resumed)

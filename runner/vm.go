@@ -76,6 +76,7 @@ const (
 // VM is a running guest with an open SSH connection.
 type VM struct {
 	cfg     VMConfig
+	phases  []string // a resume's steps and their durations (ResumePhases)
 	cmd     *exec.Cmd
 	pgid    int
 	net     *guestnet.Network

@@ -52,6 +52,12 @@ var errResume = errors.New("resume from saved state failed")
 // resumeVM starts a guest from cfg.Resume and returns once SSH works.
 func resumeVM(ctx context.Context, cfg VMConfig, spec kernelBoot, sshCfg *ssh.ClientConfig) (*VM, error) {
 	vm := &VM{cfg: cfg, overlay: filepath.Join(cfg.WorkDir, "disk.qcow2")}
+	mark := time.Now()
+	phase := func(name string) {
+		now := time.Now()
+		vm.phases = append(vm.phases, fmt.Sprintf("%s %dms", name, now.Sub(mark).Milliseconds()))
+		mark = now
+	}
 	os.Remove(vm.overlay)
 	if err := createOverlay(ctx, cfg.Resume.Disk, vm.overlay); err != nil {
 		return nil, fmt.Errorf("%w: %v", errResume, err)
@@ -60,15 +66,22 @@ func resumeVM(ctx context.Context, cfg VMConfig, spec kernelBoot, sshCfg *ssh.Cl
 		vm.cleanup()
 		return nil, err
 	}
+	phase("overlay")
 	err := vm.launch(spec, cfg.Resume.Mem)
 	if err == nil {
+		phase("qemu")
 		err = vm.loadIncoming(ctx)
 	}
 	if err == nil {
+		phase("load")
 		err = vm.identify(ctx)
 	}
 	if err == nil {
+		// not overlapped with identify: both wait on the guest's one
+		// CPU, and together they took longer (1.55s against 1.35s, TCG)
+		phase("agent")
 		err = vm.connect(ctx, sshCfg)
+		phase("ssh")
 	}
 	if err != nil {
 		vm.stopQuietly()
@@ -83,6 +96,10 @@ func resumeVM(ctx context.Context, cfg VMConfig, spec kernelBoot, sshCfg *ssh.Cl
 	vm.mu.Unlock()
 	return vm, nil
 }
+
+// ResumePhases says where a resume's time went ("overlay 12ms, qemu
+// 80ms, load 300ms, agent 250ms, ssh 400ms"); "" for a booted guest.
+func (vm *VM) ResumePhases() string { return strings.Join(vm.phases, ", ") }
 
 // loadIncoming waits until QEMU has loaded the state file, then lets the
 // guest run.

@@ -411,7 +411,7 @@ func TestVMSaveResume(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("resume %d to SSH: %s", i+1, time.Since(start).Round(10*time.Millisecond))
+		t.Logf("resume %d to SSH: %s (%s)", i+1, time.Since(start).Round(10*time.Millisecond), rvm.ResumePhases())
 		out := run(t, rvm, "date +%s; cat /etc/machine-id; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; cat /proc/sys/kernel/random/boot_id")
 		f := strings.Split(out, "\n")
 		if len(f) != 4 {
