@@ -23,7 +23,8 @@ type reposPage struct {
 }
 
 type repoForm struct {
-	Kind, URL, Name, DeployKey, Branches, Visibility string
+	Kind, URL, Name, DeployKey, Branches, Visibility, Schedule string
+	PullRequests                                               bool
 }
 
 // repoPush is one push on a repository page, with the jobs it started.
@@ -78,10 +79,11 @@ func (u *ui) handleRepoAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	form := repoForm{Kind: r.PostFormValue("kind"), URL: strings.TrimSpace(r.PostFormValue("url")),
 		Name: strings.TrimSpace(r.PostFormValue("name")), DeployKey: strings.TrimSpace(r.PostFormValue("deploy_key")),
-		Branches: r.PostFormValue("branches"), Visibility: r.PostFormValue("visibility")}
+		Branches: r.PostFormValue("branches"), Visibility: r.PostFormValue("visibility"),
+		Schedule: strings.TrimSpace(r.PostFormValue("schedule")), PullRequests: r.PostFormValue("pull_requests") != ""}
 	in := app.RepoInput{Kind: app.ForgeKind(form.Kind), CloneURL: form.URL, Name: form.Name, DeployKey: form.DeployKey,
 		Token: strings.TrimSpace(r.PostFormValue("token")), Branches: strings.Fields(form.Branches),
-		Visibility: app.Visibility(form.Visibility)}
+		Visibility: app.Visibility(form.Visibility), PullRequests: form.PullRequests, Schedule: form.Schedule}
 	nr, err := u.svc.CreateRepository(r.Context(), in)
 	if err != nil {
 		if app.ErrorCode(err) == app.EINTERNAL {
@@ -157,6 +159,37 @@ func (u *ui) handleRepoBuild(w http.ResponseWriter, r *http.Request) {
 	case res.Message != "":
 		u.setFlash(w, "Nothing built: "+res.Message+".")
 	}
+	redirect(w, r, "/repositories/"+repo.Name)
+}
+
+// handleRepoSettings changes whether pull requests are built and the
+// schedule.
+func (u *ui) handleRepoSettings(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	repo, err := u.svc.OwnRepository(ctx, r.PathValue("name"))
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, repoFormLimit)
+	if err := r.ParseForm(); err != nil {
+		u.renderRepo(w, r, http.StatusBadRequest, repo, "", "The form could not be read.")
+		return
+	}
+	pulls, sched := r.PostFormValue("pull_requests") != "", strings.TrimSpace(r.PostFormValue("schedule"))
+	upd := app.RepoUpdate{Schedule: &sched}
+	if repo.Kind != app.ForgeGit || pulls {
+		upd.PullRequests = &pulls
+	}
+	if _, err := u.svc.UpdateRepository(ctx, repo.Name, upd); err != nil {
+		if app.ErrorCode(err) == app.EINTERNAL {
+			u.fail(w, r, err)
+			return
+		}
+		u.renderRepo(w, r, httpStatus(err), repo, "", app.ErrorMessage(err))
+		return
+	}
+	u.setFlash(w, "Settings of "+repo.Name+" saved.")
 	redirect(w, r, "/repositories/"+repo.Name)
 }
 

@@ -83,6 +83,7 @@ func (s *Server) registerUIRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /repositories", u.form(u.login(u.handleRepoAdd)))
 	mux.Handle("GET /repositories/{name}", u.secure(u.login(u.handleRepoView)))
 	mux.Handle("POST /repositories/{name}/build", u.form(u.login(u.handleRepoBuild)))
+	mux.Handle("POST /repositories/{name}/settings", u.form(u.login(u.handleRepoSettings)))
 	mux.Handle("POST /repositories/{name}/delete", u.form(u.login(u.handleRepoDelete)))
 
 	// "/" catches "/", "/~user/..." and every unknown path (styled 404).

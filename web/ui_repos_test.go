@@ -179,3 +179,35 @@ func TestUIRepositoryManyPushes(t *testing.T) {
 		t.Errorf("%d pushes shown, want the latest 30", n)
 	}
 }
+
+// TestUIRepositorySettings: pull requests and the schedule are set when
+// connecting and changed on the repository's page; bad cron text is
+// refused naming the field, and plain git repositories have no pull
+// requests.
+func TestUIRepositorySettings(t *testing.T) {
+	e := newUIEnv(t)
+	alice, bob := e.user("alice"), e.user("bob")
+	c := e.client(alice)
+	e.post(c, "/repositories", url.Values{"kind": {"github"}, "url": {"https://github.com/alice/proj.git"},
+		"pull_requests": {"1"}, "schedule": {"0 3 * * *"}}).want(t, http.StatusCreated)
+	e.get(c, "/repositories/proj").want(t, http.StatusOK, "built (forks without secrets)", "<code>0 3 * * *</code>")
+
+	e.post(c, "/repositories/proj/settings", url.Values{"schedule": {"30 2 * * 1-5"}}).want(t, http.StatusSeeOther)
+	page := e.get(c, "/repositories/proj")
+	page.want(t, http.StatusOK, "Settings of proj saved.", "not built", "<code>30 2 * * 1-5</code>")
+	r, err := e.svc.OwnRepository(as(alice), "proj")
+	if err != nil || r.PullRequests || r.Schedule != "30 2 * * 1-5" {
+		t.Fatalf("stored %+v, %v", r, err)
+	}
+	e.post(c, "/repositories/proj/settings", url.Values{"schedule": {"0 24 * * *"}}).want(t, http.StatusBadRequest, "hour field")
+	e.post(c, "/repositories/proj/settings", url.Values{"schedule": {""}, "pull_requests": {"1"}}).want(t, http.StatusSeeOther)
+	if r, _ := e.svc.OwnRepository(as(alice), "proj"); !r.PullRequests || r.Schedule != "" {
+		t.Fatalf("stored %+v", r)
+	}
+	e.post(c, "/repositories", url.Values{"kind": {"github"}, "url": {"https://github.com/alice/other.git"},
+		"schedule": {"every day"}}).want(t, http.StatusBadRequest, "schedule")
+	e.post(e.client(bob), "/repositories/proj/settings", url.Values{"schedule": {"* * * * *"}}).want(t, http.StatusNotFound)
+	if r, _ := e.svc.OwnRepository(as(alice), "proj"); r.Schedule != "" {
+		t.Fatalf("bob changed alice's schedule: %+v", r)
+	}
+}
