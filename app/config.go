@@ -97,6 +97,9 @@ type LimitsConfig struct {
 	ManifestsPerPush int
 	LogSize          int64 // per task log
 	UploadSize       int64 // HTTP request body
+	// SourceSize bounds the git bundle of a local repository the server
+	// sends into a guest (a plain git repository's source).
+	SourceSize int64
 }
 
 // MailConfig is the [mail] section: outgoing mail for email triggers.
@@ -150,7 +153,7 @@ func baseConfig() *Config {
 		Images: ImagesConfig{Aliases: defaultAliases()},
 		Limits: LimitsConfig{
 			ManifestSize: 16384, ArtifactSize: 1 << 30, ArtifactsPerJob: 8, ManifestsPerPush: 4,
-			LogSize: 64 << 20, UploadSize: 32 << 20,
+			LogSize: 64 << 20, UploadSize: 32 << 20, SourceSize: 1 << 30,
 		},
 		Mail: MailConfig{SMTPPort: 587, SMTPEncryption: "starttls", From: "builds@localhost",
 			Timeout: 10 * time.Second, MaxAttempts: 5},
@@ -391,6 +394,8 @@ func (c *Config) validateLimits() error {
 		return bad("limits", "log-size", "must be positive, got %d", l.LogSize)
 	case l.UploadSize < int64(l.ManifestSize):
 		return bad("limits", "upload-size", "must be at least manifest-size (%d), got %d", l.ManifestSize, l.UploadSize)
+	case l.SourceSize <= 0:
+		return bad("limits", "source-size", "must be positive, got %d", l.SourceSize)
 	}
 	return nil
 }

@@ -315,6 +315,7 @@ func configSchema() []configSection {
 			intField("manifests-per-push", func(c *Config) *int { return &c.Limits.ManifestsPerPush }),
 			sizeField("log-size", func(c *Config) *int64 { return &c.Limits.LogSize }),
 			sizeField("upload-size", func(c *Config) *int64 { return &c.Limits.UploadSize }),
+			sizeField("source-size", func(c *Config) *int64 { return &c.Limits.SourceSize }),
 		}},
 		{"mail", []configField{
 			stringField("smtp-host", func(c *Config) *string { return &c.Mail.SMTPHost }),

@@ -139,6 +139,7 @@ func TestParseConfigValues(t *testing.T) {
 		{"SizeGiB", "[limits]\nartifact-size = 2G\n", func(c *Config) bool { return c.Limits.ArtifactSize == 2<<30 }},
 		{"SizeMiB", "[limits]\nlog-size = 512M\n", func(c *Config) bool { return c.Limits.LogSize == 512<<20 }},
 		{"SizeBytes", "[limits]\nupload-size = 1048577\n", func(c *Config) bool { return c.Limits.UploadSize == 1048577 }},
+		{"SourceSize", "[limits]\nsource-size = 256M\n", func(c *Config) bool { return c.Limits.SourceSize == 256<<20 }},
 		{"SizeLongUnit", "[limits]\nmanifest-size = 32KiB\n", func(c *Config) bool { return c.Limits.ManifestSize == 32<<10 }},
 		{"SizeLowerCase", "[limits]\nartifact-size = 3g\n", func(c *Config) bool { return c.Limits.ArtifactSize == 3<<30 }},
 		{"MemoryBare", "[runner]\nmemory = 4096\n", func(c *Config) bool { return c.Runner.Memory == 4096 }},
@@ -209,6 +210,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"HugeSize", "[limits]\nlog-size = 9000000T\n", `builds.ini:2: limits.log-size: invalid size "9000000T" (too large)`},
 		{"MemoryNotWholeMiB", "[runner]\nmemory = 1000K\n", `builds.ini:2: runner.memory: invalid size "1000K" (want whole MiB, e.g. 2048, 512M or 2G)`},
 		{"MemoryTooSmall", "[runner]\nmemory = 64M\n", `builds.ini:2: runner.memory: must be at least 128 MiB, got 64`},
+		{"ZeroSourceSize", "[limits]\nsource-size = 0\n", `builds.ini:2: limits.source-size: must be positive, got 0`},
 		{"UploadBelowManifest", "[limits]\nmanifest-size = 64K\nupload-size = 32K\n", `builds.ini:3: limits.upload-size: must be at least manifest-size (65536), got 32768`},
 		{"BadBool", "[webhooks]\nallow-private = maybe\n", `builds.ini:2: webhooks.allow-private: invalid boolean "maybe" (want true or false)`},
 		{"BadEnum", "[builds]\nlog-level = loud\n", `builds.ini:2: builds.log-level: invalid value "loud" (want debug, info, warn or error)`},
@@ -402,7 +404,7 @@ func TestConfigDumpRoundTrip(t *testing.T) {
 				Lease: 2 * time.Minute, Server: "https://ci.example.org/", TokenFile: "/etc/builds/runner.token"}
 			c.Images = ImagesConfig{Dir: "/img", DebianMirror: "http://mirror.invalid/debian", ExtraCA: []string{"/a.pem", "/b.pem"},
 				Aliases: map[string]string{"debian/stable": "debian/trixie", "custom": "debian/sid"}}
-			c.Limits = LimitsConfig{ManifestSize: 1000, ArtifactSize: 3 << 40, ArtifactsPerJob: 0, ManifestsPerPush: 9, LogSize: 1, UploadSize: 1 << 20}
+			c.Limits = LimitsConfig{ManifestSize: 1000, ArtifactSize: 3 << 40, ArtifactsPerJob: 0, ManifestsPerPush: 9, LogSize: 1, UploadSize: 1 << 20, SourceSize: 5 << 20}
 			c.Mail = MailConfig{SMTPHost: "smtp.invalid", SMTPUser: "u", SMTPPort: 465, SMTPEncryption: "tls",
 				From: "CI <ci@example.org>", PGPKey: "/k.asc", Timeout: 30 * time.Second, MaxAttempts: 2}
 			c.Webhooks = WebhooksConfig{AllowPrivate: false, AllowLoopback: true, Timeout: 2 * time.Second, MaxAttempts: 1}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"path"
 	"strings"
@@ -106,6 +107,9 @@ type RepoStore interface {
 	FinishRepoPush(ctx context.Context, id int64, groupID *int64, errText string) error
 	// FindRepoPushes returns a repository's latest pushes, newest first.
 	FindRepoPushes(ctx context.Context, repoID int64, limit int) ([]*RepoPush, error)
+	// FindRepoPushByGroup returns the push that started a job group
+	// (ENOTFOUND if none did).
+	FindRepoPushByGroup(ctx context.Context, groupID int64) (*RepoPush, error)
 }
 
 // ForgeEventType is what a verified webhook delivery announces.
@@ -188,6 +192,10 @@ type Forge interface {
 	// ListBranches lists a repository's branch names (req's Rev and
 	// manifest limits are unused).
 	ListBranches(ctx context.Context, req FetchRequest) ([]string, error)
+	// BundleRepository writes a git bundle of every ref of the local
+	// repository at gitDir, holding commit too if it is not "", to w
+	// (source.go: a plain git repository's source for a guest).
+	BundleRepository(ctx context.Context, gitDir, commit string, w io.Writer) error
 }
 
 // repoNameFromURL is the last path element of a clone URL without ".git"

@@ -231,3 +231,18 @@ func (db *DB) FindRepoPushes(ctx context.Context, repoID int64, limit int) ([]*a
 	}
 	return list, t.commit("find pushes")
 }
+
+// FindRepoPushByGroup returns the push (or manual or scheduled build)
+// that started the job group; ENOTFOUND if none did.
+func (db *DB) FindRepoPushByGroup(ctx context.Context, groupID int64) (*app.RepoPush, error) {
+	t, err := db.begin(ctx, false)
+	if err != nil {
+		return nil, fmt.Errorf("find push: %w", err)
+	}
+	defer t.Rollback()
+	p, err := scanPush(t.QueryRowContext(ctx, `SELECT `+pushColumns+` FROM repository_pushes WHERE group_id = ? ORDER BY id LIMIT 1`, groupID))
+	if err != nil {
+		return nil, fmt.Errorf("find push of group %d: %w", groupID, formatError(err, "push"))
+	}
+	return p, t.commit("find push")
+}
