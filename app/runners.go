@@ -11,8 +11,9 @@ import (
 // API's worker mutations (claim, updateTask, createArtifact) and uses a
 // few worker-only extensions where the API has no word for something:
 // polling for work (which doubles as its heartbeat), streaming logs,
-// ending a job with a reason, minting a job's OAuth token and looking up
-// SSH keys for `connect`. The wire types are here, used by web (serving
+// ending a job with a reason, minting a job's OAuth token, looking up
+// SSH keys for `connect` and fetching the git bundle of a job's local
+// source (source.go). The wire types are here, used by web (serving
 // them) and runner (calling them); README "More machines" documents them.
 
 // RunnerTokenPrefix starts every runner token, so that the API tells them

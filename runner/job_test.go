@@ -123,7 +123,7 @@ func TestJobStatuses(t *testing.T) {
 		},
 		{
 			name:     "SetupFails",
-			manifest: "image: debian/stable\nsources: [file:///nonexistent/repo.git]\ntasks:\n  - a: \"true\"\n",
+			manifest: "image: debian/stable\nsources: [http://127.0.0.1:1/nonexistent/repo.git]\ntasks:\n  - a: \"true\"\n",
 			status:   app.JobFailed,
 			tasks:    map[string]app.TaskStatus{"a": app.TaskPending},
 			log: []string{"Cloning repositories",

@@ -994,6 +994,54 @@ func (s *RemoteServer) ResolveSecret(_ context.Context, cj *app.ClaimedJob, ref 
 	return nil, app.Errorf(app.ENOTFOUND, "secret %q not found for the job's owner", ref)
 }
 
+// SourceBundle downloads the bundle of a local source from the server
+// (GET /worker/v1/jobs/N/source), retried until the server answers; the
+// body is streamed to the guest as it comes.
+func (s *RemoteServer) SourceBundle(ctx context.Context, cj *app.ClaimedJob, source string) (io.ReadCloser, error) {
+	var body io.ReadCloser
+	err := s.retry(ctx, "source bundle", func(context.Context) error {
+		// not under the call's timeout, which ends when this returns:
+		// the body is read afterwards, under ctx (the job's), and the
+		// client's header timeout bounds the wait for the bundle
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+			fmt.Sprintf("%s/worker/v1/jobs/%d/source?url=%s", s.base, cj.Job.ID, url.QueryEscape(source)), nil)
+		if err != nil {
+			return err
+		}
+		body, err = s.download(req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+// download makes a worker GET whose OK body is returned unread; any other
+// answer is a callError.
+func (s *RemoteServer) download(req *http.Request) (io.ReadCloser, error) {
+	req.Header.Set("Authorization", "Bearer "+s.opt.Token)
+	req.Header.Set("User-Agent", "builds-runner/"+s.opt.Version)
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	s.contact.Store(time.Now().UnixNano())
+	if resp.StatusCode == http.StatusOK {
+		return resp.Body, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e struct {
+		Error string `json:"error"`
+	}
+	json.Unmarshal(b, &e)
+	if e.Error == "" {
+		e.Error = http.StatusText(resp.StatusCode)
+	}
+	return nil, &callError{status: resp.StatusCode, msg: e.Error}
+}
+
 // remoteArtifact spools an artifact and uploads it on Commit
 // (createArtifact).
 type remoteArtifact struct {

@@ -48,6 +48,11 @@ type Server interface {
 
 	// ResolveSecret returns the job owner's secret ref with its material.
 	ResolveSecret(ctx context.Context, cj *app.ClaimedJob, ref string) (*app.Secret, error)
+	// SourceBundle returns a git bundle of the local repository a
+	// source of the job names (an absolute path or file:// URL, which
+	// the guest cannot reach), for the runner to clone in the guest; the
+	// server refuses every one but the job's own pushed repository.
+	SourceBundle(ctx context.Context, cj *app.ClaimedJob, url string) (io.ReadCloser, error)
 	// NewArtifact starts an artifact of the job.
 	NewArtifact(ctx context.Context, jobID int64, guestPath string) (ArtifactWriter, error)
 	// JobToken mints an API token of the job's owner with grants that
@@ -135,6 +140,14 @@ func (l *localServer) FinishJob(ctx context.Context, jobID int64, st app.JobStat
 
 func (l *localServer) ResolveSecret(ctx context.Context, cj *app.ClaimedJob, ref string) (*app.Secret, error) {
 	return l.svc.ResolveSecret(ctx, cj.Owner.ID, ref)
+}
+
+func (l *localServer) SourceBundle(ctx context.Context, cj *app.ClaimedJob, url string) (io.ReadCloser, error) {
+	b, err := l.svc.SourceBundle(ctx, cj.Job, url)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func (l *localServer) NewArtifact(ctx context.Context, jobID int64, guestPath string) (ArtifactWriter, error) {

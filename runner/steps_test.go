@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"builds/app"
+	"builds/forge/forgetest"
 )
 
 func TestParseSource(t *testing.T) {
@@ -79,14 +80,18 @@ func git(t testing.TB, dir string, args ...string) string {
 	return string(out)
 }
 
+// TestSources clones over HTTP (git's smart HTTP on 127.0.0.1), as the
+// guest would from a forge: a source that is a path on the host is the
+// server's to send (source_test.go).
 func TestSources(t *testing.T) {
 	h := newHarness(t)
+	srv := forgetest.NewServer(t)
 	dir := t.TempDir()
-	lib := filepath.Join(dir, "lib")
+	lib := filepath.Join(srv.Root, "lib")
 	gitRepo(t, lib, "lib v1")
-	app1 := filepath.Join(dir, "app.git")
+	app1 := filepath.Join(srv.Root, "app.git")
 	ids := gitRepo(t, app1, "app v1", "app v2")
-	git(t, app1, "-c", "protocol.file.allow=always", "submodule", "add", "-q", lib, "vendor/lib")
+	forgetest.Git(t, app1, "submodule", "add", "-q", srv.URL+"/lib", "vendor/lib")
 	git(t, app1, "commit", "-q", "-m", "add lib")
 	hgDir := filepath.Join(dir, "hgrepo")
 	if _, err := exec.LookPath("hg"); err == nil {
@@ -100,21 +105,17 @@ func TestSources(t *testing.T) {
 			t.Fatalf("hg commit: %v\n%s", err, out)
 		}
 	}
-	// Submodules over file:// need git's permission (since git 2.38).
-	h.booter.HomeSetup = func(home string) {
-		os.WriteFile(filepath.Join(home, ".gitconfig"), []byte("[protocol \"file\"]\n\tallow = always\n"), 0o644)
-	}
 	manifest := fmt.Sprintf(`image: debian/stable
 sources:
-  - file://%[1]s
-  - old::file://%[1]s#%[2]s
+  - %[1]s
+  - old::%[1]s#%[2]s
 tasks:
   - check: |
       test "$(cat app/file.txt)" = "app v2"
       test "$(cat app/vendor/lib/file.txt)" = "lib v1"
       test "$(cat old/file.txt)" = "app v1"
       test "$(git -C old rev-parse HEAD)" = %[2]s
-`, app1, ids[0])
+`, srv.URL+"/app.git", ids[0])
 	if _, err := exec.LookPath("hg"); err == nil {
 		manifest = strings.Replace(manifest, "tasks:\n", "  - hg+file://"+hgDir+"#other\ntasks:\n", 1)
 		manifest += "      test \"$(hg -R hgrepo branch)\" = other\n"

@@ -37,6 +37,7 @@ func (s *Server) registerWorkerRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /worker/v1/jobs/{id}/token", s.handleRunnerToken)
 	mux.HandleFunc("DELETE /worker/v1/jobs/{id}/token/{token}", s.handleRunnerRevokeToken)
 	mux.HandleFunc("POST /worker/v1/ssh-user", s.handleRunnerSSHUser)
+	mux.HandleFunc("GET /worker/v1/jobs/{id}/source", s.handleRunnerSource)
 	mux.HandleFunc("/worker/", func(w http.ResponseWriter, r *http.Request) {
 		writeWorkerError(w, app.Errorf(app.ENOTFOUND, "no worker call %s %s", r.Method, r.URL.Path))
 	})
@@ -217,4 +218,26 @@ func (s *Server) handleRunnerSSHUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, reply)
+}
+
+// handleRunnerSource answers the git bundle of a local source (?url=) of
+// a job the runner holds, made before the answer starts so that a
+// refusal or a failure is a status of its own (app/source.go).
+func (s *Server) handleRunnerSource(w http.ResponseWriter, r *http.Request) {
+	id, err := pathJobID(r)
+	var b *app.SourceBundle
+	if err == nil {
+		b, err = s.Service.RunnerSourceBundle(r.Context(), id, r.URL.Query().Get("url"))
+	}
+	if err != nil {
+		s.workerError(w, r, err)
+		return
+	}
+	defer b.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(b.Size, 10))
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, b); err != nil {
+		s.Log.Warn("send source bundle", "job_id", id, "err", err)
+	}
 }
