@@ -68,7 +68,10 @@ func (r *localRepo) commit(msg string, files map[string]string) string {
 
 // sourceManifest checks, in the guest, the clone of the pinned commit.
 const sourceManifest = `image: debian/stable
-tasks:
+` + sourceTasks
+
+// sourceTasks are sourceManifest's tasks.
+const sourceTasks = `tasks:
   - check: |
       cd proj
       git log -1 --format='subject: %s'
@@ -88,8 +91,9 @@ func blockHostPaths(b *testBooter, repo string) {
 
 // connectLocal connects r for the harness user by its path (as the
 // command line does) and pushes a commit through the post-receive hook's
-// delivery; it returns the job it started and the commit.
-func connectLocal(t *testing.T, svc *app.Service, user *app.User, r *localRepo) (*app.Job, string) {
+// delivery of a commit with manifest as its .build.yml; it returns the
+// job it started and the commit.
+func connectLocal(t *testing.T, svc *app.Service, user *app.User, r *localRepo, manifest string) (*app.Job, string) {
 	t.Helper()
 	svc.Forge = &forge.Adapter{}
 	as := app.NewContextWithAuth(context.Background(), &app.Auth{Kind: app.AuthSystem, User: user})
@@ -97,7 +101,7 @@ func connectLocal(t *testing.T, svc *app.Service, user *app.User, r *localRepo) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	sha := r.commit("the pushed commit", map[string]string{".build.yml": sourceManifest, "README": "hello from the host"})
+	sha := r.commit("the pushed commit", map[string]string{".build.yml": manifest, "README": "hello from the host"})
 	body, _ := json.Marshal(forge.HookPush{Ref: "refs/heads/main", After: sha})
 	h := http.Header{}
 	h.Set(forge.HookSignatureHeader, forge.SignHook([]byte(conn.WebhookSecret), body))
@@ -131,7 +135,7 @@ func TestLocalSource(t *testing.T) {
 	repo := newLocalRepo(t)
 	blockHostPaths(h.booter, repo.bare)
 	h.start()
-	job, _ := connectLocal(t, h.svc, h.user, repo)
+	job, _ := connectLocal(t, h.svc, h.user, repo, sourceManifest)
 	checkLocalClone(t, h, h.wait(job.ID), repo.bare)
 }
 
@@ -157,7 +161,7 @@ func TestLocalSourceRefused(t *testing.T) {
 	repo := newLocalRepo(t)
 	blockHostPaths(h.booter, repo.bare)
 	h.start()
-	connectLocal(t, h.svc, h.user, repo)
+	connectLocal(t, h.svc, h.user, repo, sourceManifest)
 	for _, tc := range []struct{ name, source, want string }{
 		{"NotStartedByAPush", repo.bare, "no push started job"},
 		{"Etc", "/etc", "no push started job"},
@@ -185,7 +189,7 @@ func TestRemoteLocalSource(t *testing.T) {
 	repo := newLocalRepo(t)
 	r := e.runner("a", 1)
 	blockHostPaths(r.booter, repo.bare)
-	job, _ := connectLocal(t, e.svc, e.user, repo)
+	job, _ := connectLocal(t, e.svc, e.user, repo, sourceManifest)
 	job = e.wait(job.ID)
 	checkLocalClone(t, e.harness, job, repo.bare)
 
@@ -206,7 +210,7 @@ func TestWorkerSourceAPI(t *testing.T) {
 	tokA, _, _ := e.svc.CreateRunner(sys, "a")
 	tokB, _, _ := e.svc.CreateRunner(sys, "b")
 	userTok, _, _ := e.svc.CreateToken(sys, e.user.ID, "", nil, "")
-	job, sha := connectLocal(t, e.svc, e.user, repo)
+	job, sha := connectLocal(t, e.svc, e.user, repo, sourceManifest)
 	do := func(tok, method, path, body string) (int, http.Header, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, "http://"+e.addr+path, strings.NewReader(body))
