@@ -97,6 +97,12 @@ func (a *Adapter) newGit(ctx context.Context, req app.FetchRequest) (g *gitRun, 
 		g.env = append(g.env, "GIT_SSH_COMMAND=ssh -i "+key+" -o IdentitiesOnly=yes -o BatchMode=yes"+
 			" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null")
 	}
+	if p, ok := localRepoPath(req.URL); ok {
+		if g.env, err = trustRepository(dir, p, g.env); err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+	}
 	if req.Token != "" {
 		cred := base64.StdEncoding.EncodeToString([]byte(req.TokenUser + ":" + req.Token))
 		g.env = append(g.env, "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader",
@@ -148,6 +154,43 @@ func gitEnv(home string) []string {
 		"GIT_ASKPASS=/bin/false", "SSH_ASKPASS=/bin/false",
 		"GIT_ALLOW_PROTOCOL=file:git:http:https:ssh",
 	}
+}
+
+// localRepoPath is the path a clone URL names when it is an absolute
+// path or a file:// URL of this machine.
+func localRepoPath(raw string) (string, bool) {
+	if strings.HasPrefix(raw, "/") {
+		return filepath.Clean(raw), true
+	}
+	if u, err := url.Parse(raw); err == nil && u.Scheme == "file" && (u.Host == "" || u.Host == "localhost") && strings.HasPrefix(u.Path, "/") {
+		return filepath.Clean(u.Path), true
+	}
+	return "", false
+}
+
+// trustRepository lets git fetch from the local repository at p when
+// another user owns it (the git account pushes go to): upload-pack
+// refuses such a repository ("dubious ownership") unless safe.directory
+// in the global config names it, and the global config is then a file
+// of ours in home holding only that, instead of /dev/null. It names
+// nothing but the connected repository (and its .git, for one with a
+// work tree).
+func trustRepository(home, p string, env []string) ([]string, error) {
+	quote := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	conf := fmt.Sprintf("[safe]\n\tdirectory = \"%s\"\n\tdirectory = \"%s\"\n",
+		quote.Replace(p), quote.Replace(filepath.Join(p, ".git")))
+	file := filepath.Join(home, "gitconfig")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		return nil, fmt.Errorf("write git config: %w", err)
+	}
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "GIT_CONFIG_GLOBAL=") {
+			kv = "GIT_CONFIG_GLOBAL=" + file
+		}
+		out = append(out, kv)
+	}
+	return out, nil
 }
 
 type gitRun struct {
