@@ -226,10 +226,26 @@ func (b *QEMUBooter) Boot(ctx context.Context, spec BootSpec) (Guest, error) {
 	mode := fmt.Sprintf("%s, %d CPU, %d MiB; guest network: %s", strings.ToUpper(accel), cfg.CPUs, cfg.MemoryMiB, b.network.Mode())
 	if recipe := recipeOf(spec.Install); recipe != nil && !spec.NoLayer && b.layers != nil && shape != (vmShape{}) {
 		g.layers, g.shape, g.recipe, g.layerKey = b.layers, shape, recipe, layerKey(shape, recipe)
-		if vm, info, took := b.resumeLayer(ctx, spec, cfg, g.layerKey); vm != nil {
+		bare := cfg
+		bare.Console, bare.NetRefused = nil, nil
+		key := g.layerKey
+		g.warmLayer = func() { b.warm.fill(shape, key, bare, b.layerSource(key)) }
+		handover := time.Now()
+		if w, info := b.takeWarmLayer(shape, key); w != nil {
+			w.h.attach(spec.Console, cfg.NetRefused)
+			os.RemoveAll(dir)
+			g.vm, g.dir, g.base, g.fromLayer = w.vm, w.dir, w.base, info
+			spec.Logf("Resumed %s with its packages from a layer in %.1fs (%s, waiting %s)", spec.Image, w.resumed.Seconds(), mode,
+				time.Since(w.ready).Round(time.Second))
+			g.started("warm", time.Since(handover))
+			g.warmLayer()
+			return g, nil
+		}
+		if vm, info, took := b.resumeLayer(ctx, spec, cfg, key); vm != nil {
 			g.vm, g.fromLayer = vm, info
 			spec.Logf("Resumed %s with its packages from a layer in %.1fs (%s)", spec.Image, took.Seconds(), mode)
 			g.started("layer", took)
+			g.warmLayer()
 			return g, nil
 		}
 	}
@@ -292,6 +308,38 @@ func (b *QEMUBooter) resumeLayer(ctx context.Context, spec BootSpec, cfg VMConfi
 	return nil, nil, 0
 }
 
+// takeWarmLayer hands over a warm guest resumed from the layer key, if
+// one waits and the layer is still good (not expired, removed or changed
+// meanwhile: then the guest is shut down).
+func (b *QEMUBooter) takeWarmLayer(shape vmShape, key string) (*warmGuest, *LayerInfo) {
+	w := b.warm.take(shape, key)
+	if w == nil {
+		return nil, nil
+	}
+	_, info, ok := b.layers.find(key)
+	if !ok {
+		b.warm.shut(w)
+		return nil, nil
+	}
+	b.layers.release(key)
+	return w, info
+}
+
+// layerSource is the layer key's saved state for a warm guest. Unlike a
+// job's, a warm guest's start does not hold the layer: removing it
+// meanwhile (builds layer rm, expiry, eviction) just fails that start, or
+// the guest is shut down when a job would take it (takeWarmLayer).
+func (b *QEMUBooter) layerSource(key string) resumeSource {
+	return func() (*Resume, func(), error) {
+		r, _, ok := b.layers.find(key)
+		if !ok {
+			return nil, nil, fmt.Errorf("layer %s is gone", key)
+		}
+		b.layers.release(key)
+		return r, func() {}, nil
+	}
+}
+
 // vmShape is what a saved guest for cfg must match; the zero shape (no
 // snapshots, an image without a control channel) never does.
 func (b *QEMUBooter) vmShape(img *images.Image, cfg VMConfig) vmShape {
@@ -321,9 +369,9 @@ func (b *QEMUBooter) resume(ctx context.Context, spec BootSpec, cfg VMConfig, sh
 		b.snaps.ensure(b.bg, shape, bare)
 		return nil
 	}
-	if g := b.warm.take(shape); g != nil {
+	if g := b.warm.take(shape, ""); g != nil {
 		g.h.attach(spec.Console, cfg.NetRefused)
-		b.warm.fill(shape, bare, r)
+		b.warm.fill(shape, "", bare, fixedSource(r))
 		return g
 	}
 	cfg.Resume = r
@@ -331,7 +379,7 @@ func (b *QEMUBooter) resume(ctx context.Context, spec BootSpec, cfg VMConfig, sh
 	vm, err := StartVM(ctx, cfg)
 	switch {
 	case err == nil:
-		b.warm.fill(shape, bare, r)
+		b.warm.fill(shape, "", bare, fixedSource(r))
 		return &warmGuest{shape: shape, vm: vm, img: cfg.Image, dir: dir, base: r.Disk, resumed: time.Since(start)}
 	case errors.Is(err, errResume) && ctx.Err() == nil:
 		spec.Logf("Warning: the snapshot of %s did not resume (%s); booting instead", spec.Image, firstLine(err.Error()))
@@ -383,6 +431,7 @@ type qemuGuest struct {
 	recipe    *layerRecipe
 	layerKey  string
 	fromLayer *LayerInfo // the layer the guest was resumed from, if any
+	warmLayer func()     // has a guest of the layer made ahead for the next job
 
 	stats   app.Metrics // nil: not measured
 	counted bool        // counted in stats' running VMs
@@ -418,6 +467,9 @@ func (g *qemuGuest) SaveLayer(ctx context.Context, jobID int64) (*LayerInfo, err
 	if err := g.layers.add(info, mem, disk); err != nil {
 		os.Remove(mem)
 		return nil, err
+	}
+	if g.warmLayer != nil {
+		g.warmLayer()
 	}
 	return info, nil
 }

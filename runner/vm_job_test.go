@@ -338,7 +338,8 @@ func TestVMLayers(t *testing.T) {
 	bareRepo(t, filepath.Join(src, "proj"), root, "proj")
 	h, img := newVMHarness(t, func(c *app.Config) { c.Runner.GuestAllow = []netip.AddrPort{addr} })
 	b := h.pool.booter.(*QEMUBooter)
-	b.UseSnapshots(context.Background(), t.TempDir(), 0)
+	b.UseSnapshots(context.Background(), t.TempDir(), 1) // one warm guest: the layer used last
+	t.Cleanup(func() { b.Close() })
 	layers := NewLayerStore(t.TempDir(), time.Hour, 10<<30, nil)
 	b.UseLayers(layers)
 	h.secret(app.SecretInput{Type: app.SecretFile, Name: "token-file", Data: []byte("LAYER-SECRET-A-1234\n"), Path: "~/.secret", Mode: 0o600})
@@ -392,7 +393,13 @@ tasks:
       test -z "$hits" && test "$env" = 0
       test ! -e ~/proj && test ! -e ~/.secret
 `
-	_, logs := run(check, "Packages from layer")
+	// the layer A saved is kept warm for the next job asking for it
+	h.waitFor("a warm guest of the layer", func() bool {
+		b.warm.mu.Lock()
+		defer b.warm.mu.Unlock()
+		return len(b.warm.guests) == 1 && b.warm.guests[0].layer != ""
+	})
+	_, logs := run(check, "Packages from layer", "from a layer in", "waiting")
 	if strings.Contains(logs, "Installing packages") {
 		t.Errorf("a job from a layer installed again:\n%s", logs)
 	}

@@ -24,7 +24,9 @@ import (
 // once so their sshd and shell are warm, and hands one to the next job
 // of that image: the job starts at once, on a VM nobody else has used.
 // A warm guest waits at most warmMaxIdle; whatever it printed while it
-// waited goes nowhere.
+// waited goes nowhere. Package layers (layers.go) get warm guests the
+// same way: the layer a job saved or resumed is kept warm for the next
+// job asking for the same packages, so that it too starts at once.
 
 // warmMaxIdle is how long a warm guest waits for a job before it is shut
 // down (its memory goes back to the host).
@@ -67,6 +69,7 @@ func (h *handover) attach(console io.Writer, refused func(string, *app.GuestRefu
 // warmGuest is one guest waiting for a job.
 type warmGuest struct {
 	shape   vmShape
+	layer   string // the package layer it was resumed from; "" = the snapshot
 	vm      *VM
 	img     *images.Image
 	dir     string
@@ -89,12 +92,22 @@ type warmPool struct {
 	wg      sync.WaitGroup
 }
 
-// take hands over a waiting guest of shape, or returns nil.
-func (w *warmPool) take(shape vmShape) *warmGuest {
+// resumeSource yields the saved state a warm guest resumes from, and a
+// function ending its use once QEMU started (and holds the files).
+type resumeSource func() (*Resume, func(), error)
+
+// fixedSource is a snapshot's state, which needs no holding.
+func fixedSource(r *Resume) resumeSource {
+	return func() (*Resume, func(), error) { return r, func() {}, nil }
+}
+
+// take hands over a waiting guest of shape (and layer, "" for the
+// snapshot), or returns nil.
+func (w *warmPool) take(shape vmShape, layer string) *warmGuest {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i, g := range w.guests {
-		if g.shape == shape {
+		if g.shape == shape && g.layer == layer {
 			w.guests = append(w.guests[:i], w.guests[i+1:]...)
 			g.timer.Stop()
 			return g
@@ -103,12 +116,13 @@ func (w *warmPool) take(shape vmShape) *warmGuest {
 	return nil
 }
 
-// fill prepares a guest of shape in the background, if there is room
-// and none of that shape waits or is being prepared. A full pool makes
-// room by dropping its oldest guest of another shape: the image used
-// last is the one kept warm.
-func (w *warmPool) fill(shape vmShape, cfg VMConfig, r *Resume) {
-	key := shape.key()
+// fill prepares a guest of shape (resumed from layer, or the snapshot
+// when layer is "") in the background, if there is room and none such
+// waits or is being prepared. A full pool makes room by dropping its
+// oldest guest of another kind: the image and packages used last are the
+// ones kept warm.
+func (w *warmPool) fill(shape vmShape, layer string, cfg VMConfig, src resumeSource) {
+	key := shape.key() + "|" + layer
 	w.mu.Lock()
 	if w.closed || w.max <= 0 || w.filling[key] {
 		w.mu.Unlock()
@@ -116,7 +130,7 @@ func (w *warmPool) fill(shape vmShape, cfg VMConfig, r *Resume) {
 	}
 	var drop *warmGuest
 	for _, g := range w.guests {
-		if g.shape == shape {
+		if g.shape == shape && g.layer == layer {
 			w.mu.Unlock()
 			return
 		}
@@ -134,27 +148,38 @@ func (w *warmPool) fill(shape vmShape, cfg VMConfig, r *Resume) {
 	}
 	go func() {
 		defer w.wg.Done()
-		g, err := w.prepare(shape, cfg, r)
+		g, err := w.prepare(shape, cfg, src)
 		w.mu.Lock()
 		delete(w.filling, key)
 		if err != nil || w.closed {
 			w.mu.Unlock()
 			if err != nil {
-				w.b.Log.Debug("no warm guest", "image", shape.Image, "err", err)
+				w.b.Log.Debug("no warm guest", "image", shape.Image, "layer", layer, "err", err)
 			}
 			if g != nil {
 				w.shut(g)
 			}
 			return
 		}
+		g.layer = layer
 		g.timer = time.AfterFunc(warmMaxIdle, func() { w.expire(g) })
 		w.guests = append(w.guests, g)
 		w.mu.Unlock()
 	}()
 }
 
-// prepare resumes a guest of the snapshot r and logs in once.
-func (w *warmPool) prepare(shape vmShape, cfg VMConfig, r *Resume) (*warmGuest, error) {
+// prepare resumes a guest of the saved state src and logs in once.
+func (w *warmPool) prepare(shape vmShape, cfg VMConfig, src resumeSource) (*warmGuest, error) {
+	r, release, err := src()
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			release()
+		}
+	}()
 	dir, err := os.MkdirTemp(w.b.cfg.Runner.WorkDir, "warm-")
 	if err != nil {
 		return nil, err
@@ -176,6 +201,8 @@ func (w *warmPool) prepare(shape vmShape, cfg VMConfig, r *Resume) (*warmGuest, 
 	defer cancel()
 	start := time.Now()
 	vm, err := StartVM(ctx, cfg)
+	started = true
+	release() // QEMU holds the files once it started
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
