@@ -122,9 +122,13 @@ type statusEnv struct {
 	sha   string
 }
 
-func newStatusEnv(t *testing.T, kind app.ForgeKind, manifests map[string]string) *statusEnv {
+func newStatusEnv(t *testing.T, kind app.ForgeKind, manifests map[string]string, configure ...func(*app.Config)) *statusEnv {
 	t.Helper()
-	e := newEnv(t, testConfig(t))
+	cfg := testConfig(t)
+	for _, f := range configure {
+		f(cfg)
+	}
+	e := newEnv(t, cfg)
 	e.svc.Forge = &forge.Adapter{}
 	ff := newFakeForge(t, kind, "tok-"+string(kind))
 	sha := ff.repo("alice/proj", manifests)
@@ -241,25 +245,32 @@ func TestCommitStatusGitLabAndGitea(t *testing.T) {
 // later; the failure shows on the repository's statuses meanwhile, and
 // the job is untouched.
 func TestCommitStatusRetried(t *testing.T) {
-	e := newStatusEnv(t, app.ForgeGitHub, map[string]string{".build.yml": statusManifest})
+	e := newStatusEnv(t, app.ForgeGitHub, map[string]string{".build.yml": statusManifest},
+		func(c *app.Config) { c.Webhooks.MaxAttempts = 1000 })
 	waitFor(t, "pending", func() bool { return e.forge.lastState("builds/build") == "pending" })
-	e.forge.mu.Lock()
-	e.forge.failNext, e.forge.failCode = 2, http.StatusServiceUnavailable
-	e.forge.mu.Unlock()
+	setFail := func(n int) {
+		e.forge.mu.Lock()
+		e.forge.failNext, e.forge.failCode = n, http.StatusServiceUnavailable
+		e.forge.mu.Unlock()
+	}
+	status := func() *app.CommitStatus {
+		list, err := e.svc.CommitStatuses(app.SystemContext(context.Background()), e.repo.Repo, 1)
+		if err != nil || len(list) != 1 {
+			t.Fatalf("statuses %v, %v", list, err)
+		}
+		return list[0]
+	}
+	setFail(1 << 30) // down until the test has seen it retrying
 	job := e.res.Jobs[0]
 	e.start(job)
 	e.svc.FinishJob(app.SystemContext(context.Background()), job.ID, app.JobSuccess, "")
-	var sawError string
-	waitFor(t, "success after retries", func() bool {
-		list, _ := e.svc.CommitStatuses(app.SystemContext(context.Background()), e.repo.Repo, 1)
-		if len(list) == 1 && list[0].Error != "" {
-			sawError = list[0].Error
-		}
-		return e.forge.lastState("builds/build") == "success"
+	waitFor(t, "the failure shown, to be retried", func() bool {
+		cs := status()
+		return cs.Attempts >= 2 && cs.NextAttempt != nil && strings.Contains(cs.Error, "503")
 	})
-	if !strings.Contains(sawError, "503") {
-		t.Errorf("the failure shown meanwhile = %q", sawError)
-	}
+	setFail(0)
+	waitFor(t, "success once the forge is back", func() bool { return e.forge.lastState("builds/build") == "success" })
+	waitFor(t, "the failure cleared", func() bool { cs := status(); return cs.Error == "" && cs.NextAttempt == nil })
 	got, err := e.svc.Job(app.SystemContext(context.Background()), job.ID)
 	if err != nil || got.Status != app.JobSuccess {
 		t.Fatalf("job = %+v, %v", got, err)
