@@ -34,15 +34,15 @@ run: build
 	./builds serve
 
 # deps installs the Debian packages builds needs on the host: QEMU for the
-# runner, mmdebstrap & co. to build guest images (fdisk and ovmf: the VM
-# suite's test-made cloud image, UEFI cloud images), Chromium for browser
-# tests, PostgreSQL for the store's tests on it.
+# runner, mmdebstrap & co. to build guest images (fdisk, dosfstools,
+# mtools: the VM suite's test-made cloud images; ovmf: UEFI cloud images),
+# Chromium for browser tests, PostgreSQL for the store's tests on it.
 deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		qemu-system-x86 qemu-utils mmdebstrap e2fsprogs lz4 zstd binutils \
 		tiny-initramfs-core openssh-client git mercurial ca-certificates chromium postgresql \
-		fdisk ovmf
+		fdisk ovmf dosfstools mtools
 
 clean:
 	rm -f builds

@@ -24,10 +24,16 @@ import (
 // once through SeaBIOS with builds' NoCloud seed, recorded in image.json.
 func cloudImage(t testing.TB) *images.Image {
 	t.Helper()
-	return imagestest.PreparedCloud(t, func(catDir, file string) error {
+	return importedCloud(t, imagestest.CloudName, imagestest.CloudImage(t))
+}
+
+// importedCloud imports file as name (cached: imagestest.PreparedCloud).
+func importedCloud(t testing.TB, name, file string) *images.Image {
+	t.Helper()
+	return imagestest.PreparedCloud(t, name, file, func(catDir, file string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultPrepareTimeout)
 		defer cancel()
-		ci, err := images.NewCatalog(catDir, nil).StartCloudImport(ctx, imagestest.CloudName, file, images.CloudOptions{})
+		ci, err := images.NewCatalog(catDir, nil).StartCloudImport(ctx, name, file, images.CloudOptions{})
 		if err != nil {
 			return err
 		}
@@ -114,7 +120,14 @@ tasks:
 `, imagestest.CloudName, url))
 	// connect: it tails the logs while the tasks run, then runs the
 	// command in the guest; the last session's logout ends the job
-	h.waitLog(job.ID, "", "connect "+itoa(job.ID)+"\n")
+	banner := "connect " + itoa(job.ID) + "\n"
+	h.waitFor("the connect banner or the job's end", func() bool {
+		j, err := h.db.FindJobByID(context.Background(), job.ID)
+		return strings.Contains(h.log(job.ID, ""), banner) || err == nil && j.Status.Final()
+	})
+	if !strings.Contains(h.log(job.ID, ""), banner) {
+		t.Fatalf("the job ended before it offered a shell; setup log:\n%s", h.log(job.ID, ""))
+	}
 	c, err := sh.dial(sh.alice, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -190,4 +203,22 @@ func TestVMCloudSnapshot(t *testing.T) {
 	if setup := runJob(`Resumed ` + regexp.QuoteMeta(imagestest.CloudName) + ` from snapshot in [0-9.]+m?s`); strings.Contains(setup, "Guest ready after") {
 		t.Errorf("a resumed job booted too:\n%s", setup)
 	}
+}
+
+// TestVMCloudUEFI: a UEFI-only cloud image (GPT, an EFI system partition,
+// no BIOS boot partition) is recognised as such, imported through OVMF and
+// runs a job.
+func TestVMCloudUEFI(t *testing.T) {
+	img := importedCloud(t, imagestest.CloudUEFIName, imagestest.CloudImageUEFI(t))
+	if img.Meta.Firmware != images.FirmwareUEFI || img.Meta.Family != images.FamilyApt {
+		t.Fatalf("image.json: firmware %q family %q, want uefi, apt", img.Meta.Firmware, img.Meta.Family)
+	}
+	h, _ := newVMHarnessOf(t, img, func(c *app.Config) { c.Runner.BootTimeout = 4 * time.Minute })
+	job := h.submit("image: " + imagestest.CloudUEFIName + "\ntasks:\n  - efi: test -d /sys/firmware/efi && echo booted through UEFI\n")
+	got := h.wait(job.ID)
+	setup := h.log(job.ID, "")
+	if got.Status != app.JobSuccess || !strings.Contains(h.log(job.ID, "efi"), "\nbooted through UEFI") {
+		t.Fatalf("status %s\n%s\n%s", got.Status, setup, h.log(job.ID, "efi"))
+	}
+	t.Log(regexp.MustCompile(`Guest ready after [0-9.]+m?s`).FindString(setup))
 }

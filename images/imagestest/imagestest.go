@@ -116,8 +116,11 @@ func Bookworm(tb testing.TB) *images.Image {
 //go:embed mkcloud.sh
 var mkcloudScript []byte
 
-// CloudName is the name tests import the test cloud image as.
-const CloudName = "testcloud/bookworm"
+// The names tests import the test cloud images as.
+const (
+	CloudName     = "testcloud/bookworm"      // CloudImage: MBR, GRUB for BIOS
+	CloudUEFIName = "testcloud/bookworm-uefi" // CloudImageUEFI: GPT, ESP, GRUB for UEFI
+)
 
 // CloudImage returns a cloud image file made the way distributions make
 // theirs (mkcloud.sh: a partitioned disk with GRUB, Debian's kernel and
@@ -125,16 +128,30 @@ const CloudName = "testcloud/bookworm"
 // host's Debian mirror and cached, keyed by the script's hash.
 func CloudImage(tb testing.TB) string {
 	tb.Helper()
+	return cloudFile(tb, "bookworm-cloud.qcow2")
+}
+
+// CloudImageUEFI returns the same system as CloudImage on a UEFI-only
+// disk (GPT with an EFI system partition, no BIOS boot partition).
+func CloudImageUEFI(tb testing.TB) string {
+	tb.Helper()
+	return cloudFile(tb, "bookworm-cloud-uefi.qcow2")
+}
+
+// cloudFile returns one of the files mkcloud.sh makes, making both when
+// the cache lacks them.
+func cloudFile(tb testing.TB, name string) string {
+	tb.Helper()
 	RequireVM(tb)
 	sum := sha256.Sum256(mkcloudScript)
 	key := "cloud-" + hex.EncodeToString(sum[:8])
 	dir, unlock := cacheDir(tb, key)
 	defer unlock()
 	file := filepath.Join(dir, "bookworm-cloud.qcow2")
-	if _, err := os.Stat(file); err == nil {
-		return file
+	if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+		return filepath.Join(dir, name)
 	}
-	requireTools(tb, "mmdebstrap", "mkfs.ext4", "sfdisk")
+	requireTools(tb, "mmdebstrap", "mkfs.ext4", "sfdisk", "mkfs.vfat", "mcopy")
 	if os.Geteuid() != 0 {
 		tb.Fatalf("%s=1: making the test cloud image needs root (mmdebstrap), and %s has none", EnvVMTests, dir)
 	}
@@ -161,18 +178,17 @@ func CloudImage(tb testing.TB) string {
 	if err != nil {
 		tb.Fatalf("make the test cloud image: %v\n%s", err, out)
 	}
-	tb.Logf("made the test cloud image in %s (cached in %s)", time.Since(start).Round(100*time.Millisecond), dir)
-	return file
+	tb.Logf("made the test cloud images in %s (cached in %s)", time.Since(start).Round(100*time.Millisecond), dir)
+	return filepath.Join(dir, name)
 }
 
-// PreparedCloud returns the test cloud image imported as CloudName into a
-// cached catalogue; when the cache has none, importCloud imports
-// CloudImage's file into the catalogue directory it is given (cloud-init's
-// first boot: minutes under TCG). key names what decides the result (the
-// seed's recipe), so a changed recipe imports again.
-func PreparedCloud(tb testing.TB, importCloud func(catDir, file string) error) *images.Image {
+// PreparedCloud returns a test cloud image file imported as name into a
+// cached catalogue; when the cache has none, importCloud imports file
+// into the catalogue directory it is given (cloud-init's first boot:
+// minutes under TCG). The cache is keyed by mkcloud.sh and the seed's
+// recipe, so a changed recipe imports again.
+func PreparedCloud(tb testing.TB, name, file string, importCloud func(catDir, file string) error) *images.Image {
 	tb.Helper()
-	file := CloudImage(tb)
 	hash, err := images.RecipeHash("cloud")
 	if err != nil {
 		tb.Fatal(err)
@@ -181,18 +197,18 @@ func PreparedCloud(tb testing.TB, importCloud func(catDir, file string) error) *
 	dir, unlock := cacheDir(tb, "prepared-"+hex.EncodeToString(sum[:4])+"-"+hash)
 	defer unlock()
 	cat := images.NewCatalog(dir, nil)
-	if img, err := cat.Lookup(CloudName, "amd64"); err == nil {
+	if img, err := cat.Lookup(name, "amd64"); err == nil {
 		return img
 	}
 	start := time.Now()
 	if err := importCloud(dir, file); err != nil {
 		tb.Fatalf("import the test cloud image: %v", err)
 	}
-	img, err := cat.Lookup(CloudName, "amd64")
+	img, err := cat.Lookup(name, "amd64")
 	if err != nil {
 		tb.Fatalf("import the test cloud image: %v", err)
 	}
-	tb.Logf("imported the test cloud image in %s (cached in %s)", time.Since(start).Round(100*time.Millisecond), dir)
+	tb.Logf("imported the test cloud image %s in %s (cached in %s)", name, time.Since(start).Round(100*time.Millisecond), dir)
 	return img
 }
 
