@@ -211,10 +211,12 @@ func (s *Service) submitPush(ctx context.Context, r *Repo, p *RepoPush, info pus
 	texts := make([]string, len(c.Manifests))
 	for i, m := range c.Manifests {
 		if _, err := s.CheckManifest(m.Text); err != nil {
+			s.queueManifestFailure(ctx, r, p, c.SHA, m.Name, ErrorMessage(err))
 			return nil, s.failPush(ctx, r, p, Errorf(EINVALID, "%s: %s", m.Name, ErrorMessage(err)))
 		}
 		text, err := rewriteManifest(m.Text, info)
 		if err != nil {
+			s.queueManifestFailure(ctx, r, p, c.SHA, m.Name, err.Error())
 			return nil, s.failPush(ctx, r, p, Errorf(EINVALID, "%s: %s", m.Name, err.Error()))
 		}
 		texts[i] = text
@@ -234,6 +236,9 @@ func (s *Service) submitPush(ctx context.Context, r *Repo, p *RepoPush, info pus
 			Note: &note, Secrets: &secrets, Execute: &no, Visibility: &r.Visibility})
 		if err != nil {
 			s.cancelJobs(as, jobs)
+			if ErrorCode(err) == EINVALID {
+				s.queueManifestFailure(ctx, r, p, c.SHA, c.Manifests[i].Name, ErrorMessage(err))
+			}
 			return nil, s.failPush(ctx, r, p, Errorf(EINVALID, "%s: %s", c.Manifests[i].Name, ErrorMessage(err)))
 		}
 		jobs = append(jobs, job)

@@ -31,6 +31,28 @@ func (s *Service) queueCommitStatuses(ctx context.Context, r *Repo, p *RepoPush,
 	}
 }
 
+// maxStatusDescription is the longest description sent: GitHub refuses
+// more than 140 characters.
+const maxStatusDescription = 140
+
+// queueManifestFailure records a failure status, without a job, for a
+// pushed manifest that builds nothing because it is wrong: the forge shows
+// the parser's error next to the commit. A failure to record is logged.
+func (s *Service) queueManifestFailure(ctx context.Context, r *Repo, p *RepoPush, commit, manifest, msg string) {
+	if !r.ReportsStatus() {
+		return
+	}
+	desc := "builds: " + msg
+	if len(desc) > maxStatusDescription {
+		desc = strings.ToValidUTF8(desc[:maxStatusDescription-3], "") + "..."
+	}
+	cs := &CommitStatus{RepositoryID: r.ID, PushID: p.ID, Commit: commit, Context: statusContext(manifest),
+		State: CommitFailure, Description: desc}
+	if err := s.Store.CreateCommitStatuses(ctx, []*CommitStatus{cs}); err != nil {
+		s.Log.Error("queue commit status", "repo_id", r.ID, "push_id", p.ID, "err", err)
+	}
+}
+
 // statusContext is the status's name on the forge: "builds/<manifest>"
 // without its .yml, so each manifest has its own line under a commit.
 func statusContext(manifest string) string {
@@ -65,6 +87,11 @@ func (s *Service) CommitStatusTarget(ctx context.Context, cs *CommitStatus) (*St
 	tok, err := s.sealer.open(r.Token, repoAD("token", r.OwnerID, r.HookID))
 	if err != nil {
 		return nil, fmt.Errorf("open access token of repository %d: %w", r.ID, err)
+	}
+	if cs.JobID == 0 {
+		// a manifest that failed: the repository's page says more
+		return &StatusTarget{Kind: r.Kind, CloneURL: r.CloneURL, Token: string(tok), Commit: cs.Commit,
+			Context: cs.Context, State: cs.State, TargetURL: s.Config.RepoPageURL(r), Description: cs.Description}, nil
 	}
 	job, err := s.Store.FindJobByID(ctx, cs.JobID)
 	if err != nil {

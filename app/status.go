@@ -44,7 +44,7 @@ type CommitStatus struct {
 	Updated      time.Time
 	RepositoryID int64
 	PushID       int64
-	JobID        int64
+	JobID        int64 // 0: no job (a manifest that failed to parse)
 	Commit       string
 	Context      string // "builds/<manifest>": one status per manifest
 	State        CommitState
@@ -52,6 +52,9 @@ type CommitStatus struct {
 	Attempts     int         // failed attempts at sending State
 	NextAttempt  *time.Time  // nil = nothing to send (sent, or given up)
 	Error        string
+	// Description is what the forge shows of a status without a job: the
+	// parser's error ("" for a job's, described from the job).
+	Description string
 }
 
 // StatusStore is the part of Store that keeps commit statuses

@@ -101,3 +101,9 @@ func (c *Config) ConnectHint(addr string) string {
 func (c *Config) RepoWebhookURL(r *Repo) string {
 	return strings.TrimRight(c.Builds.Origin, "/") + r.WebhookPath()
 }
+
+// RepoPageURL is a connected repository's page in the web UI (its
+// owner's only).
+func (c *Config) RepoPageURL(r *Repo) string {
+	return strings.TrimRight(c.Builds.Origin, "/") + "/repositories/" + url.PathEscape(r.Name)
+}

@@ -385,3 +385,40 @@ func TestStatusRequest(t *testing.T) {
 		t.Error("kind git: no error")
 	}
 }
+
+// TestCommitStatusManifestFails: a pushed manifest that does not parse
+// builds nothing, and the forge shows a failure with the parser's error,
+// linking to the repository's page.
+func TestCommitStatusManifestFails(t *testing.T) {
+	e := newEnv(t, testConfig(t))
+	e.svc.Forge = &forge.Adapter{}
+	ff := newFakeForge(t, app.ForgeGitea, "tok-gitea")
+	ff.repo("alice/proj", map[string]string{".build.yml": "image: debian/stable\ntasks: [oops\n", ".builds/long.yml": statusManifest})
+	as := app.NewContextWithAuth(context.Background(), &app.Auth{Kind: app.AuthSystem, User: e.user})
+	repo, err := e.svc.CreateRepository(as, app.RepoInput{Kind: app.ForgeGitea, CloneURL: ff.URL + "/alice/proj.git", Token: ff.token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.BuildRepository(as, "proj", "main"); app.ErrorCode(err) != app.EINVALID {
+		t.Fatalf("build of a broken manifest: %v", err)
+	}
+	waitFor(t, "the failure status", func() bool { return ff.lastState("builds/build") == "failure" })
+	got := ff.posted()
+	if len(got) != 1 {
+		t.Fatalf("posted %+v, want one status for the broken manifest", got)
+	}
+	desc := got[0].Body["description"]
+	if !strings.HasPrefix(desc, "builds: line 2: Invalid YAML") || len(desc) > 140 {
+		t.Errorf("description %q", desc)
+	}
+	if got[0].Body["target_url"] != "https://ci.example.org/repositories/proj" {
+		t.Errorf("target_url %q", got[0].Body["target_url"])
+	}
+	list, err := e.svc.CommitStatuses(app.SystemContext(context.Background()), repo.Repo, 10)
+	if err != nil || len(list) != 1 || list[0].JobID != 0 || list[0].Sent != app.CommitFailure {
+		t.Fatalf("statuses %+v, %v", list, err)
+	}
+	if jobs, _ := e.db.FindJobs(context.Background(), app.JobFilter{}); len(jobs) != 0 {
+		t.Errorf("a broken push made jobs: %+v", jobs)
+	}
+}

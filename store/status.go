@@ -8,14 +8,18 @@ import (
 	"builds/app"
 )
 
-const statusColumns = `id, created, updated, repository_id, push_id, job_id, commit_sha, context, state, sent, attempts, next_attempt, error`
+const statusColumns = `id, created, updated, repository_id, push_id, job_id, commit_sha, context, state, sent, attempts, next_attempt, error, description`
 
 func scanStatus(r rowScanner) (*app.CommitStatus, error) {
 	var s app.CommitStatus
-	err := r.Scan(&s.ID, timeCol{&s.Created}, timeCol{&s.Updated}, &s.RepositoryID, &s.PushID, &s.JobID,
-		&s.Commit, &s.Context, &s.State, &s.Sent, &s.Attempts, nullTimeCol{&s.NextAttempt}, &s.Error)
+	var job *int64
+	err := r.Scan(&s.ID, timeCol{&s.Created}, timeCol{&s.Updated}, &s.RepositoryID, &s.PushID, nullCol[int64]{&job},
+		&s.Commit, &s.Context, &s.State, &s.Sent, &s.Attempts, nullTimeCol{&s.NextAttempt}, &s.Error, &s.Description)
 	if err != nil {
 		return nil, err
+	}
+	if job != nil {
+		s.JobID = *job
 	}
 	return &s, nil
 }
@@ -29,9 +33,13 @@ func (db *DB) CreateCommitStatuses(ctx context.Context, list []*app.CommitStatus
 	}
 	defer t.Rollback()
 	for _, s := range list {
-		id, err := insert(ctx, t, `INSERT INTO commit_statuses (created, updated, repository_id, push_id, job_id, commit_sha, context, state, next_attempt)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			unix(t.now), unix(t.now), s.RepositoryID, s.PushID, s.JobID, s.Commit, s.Context, string(s.State), unix(t.now))
+		var job any
+		if s.JobID != 0 {
+			job = s.JobID
+		}
+		id, err := insert(ctx, t, `INSERT INTO commit_statuses (created, updated, repository_id, push_id, job_id, commit_sha, context, state, next_attempt, description)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			unix(t.now), unix(t.now), s.RepositoryID, s.PushID, job, s.Commit, s.Context, string(s.State), unix(t.now), s.Description)
 		if err != nil {
 			return fmt.Errorf("create commit status of job %d: %w", s.JobID, formatError(err, "commit status"))
 		}

@@ -125,6 +125,25 @@ func TestCommitStatuses(t *testing.T) {
 			t.Error("a bad state was stored")
 		}
 	})
+	t.Run("NoJob", func(t *testing.T) {
+		// manifests that failed to parse: no job, a description of their own
+		nojob := []*app.CommitStatus{
+			{RepositoryID: repo.ID, PushID: push.ID, Commit: "abc", Context: "builds/x", State: app.CommitFailure, Description: "builds: line 2: bad"},
+			{RepositoryID: repo.ID, PushID: push.ID, Commit: "abc", Context: "builds/y", State: app.CommitFailure, Description: "builds: line 3: bad"},
+		}
+		if err := db.CreateCommitStatuses(ctx, nojob); err != nil {
+			t.Fatal(err)
+		}
+		l := due()
+		if len(l) != 2 || l[0].JobID != 0 || l[0].Description != "builds: line 2: bad" || l[1].Context != "builds/y" {
+			t.Fatalf("due %+v", l)
+		}
+		for _, cs := range nojob {
+			if err := db.FinishCommitAttempt(ctx, cs.ID, app.CommitFailure, "", nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 	t.Run("DeletedWithRepository", func(t *testing.T) {
 		if err := db.DeleteRepository(ctx, repo.ID); err != nil {
 			t.Fatal(err)
