@@ -2,9 +2,14 @@ package notify
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -420,5 +425,40 @@ func TestCommitStatusManifestFails(t *testing.T) {
 	}
 	if jobs, _ := e.db.FindJobs(context.Background(), app.JobFilter{}); len(jobs) != 0 {
 		t.Errorf("a broken push made jobs: %+v", jobs)
+	}
+}
+
+// TestCommitStatusPullRequest: a pull request's jobs report on its head
+// commit, which is in no branch of the repository.
+func TestCommitStatusPullRequest(t *testing.T) {
+	e := newEnv(t, testConfig(t))
+	e.svc.Forge = &forge.Adapter{}
+	ff := newFakeForge(t, app.ForgeGitHub, "tok-github")
+	r := ff.Repo("alice/proj")
+	r.Commit("main", "base", map[string]string{".build.yml": statusManifest})
+	forgetest.Git(t, r.Work, "checkout", "-q", "-B", "topic")
+	head := r.Commit("topic", "a pull request", map[string]string{"README": "pr\n"})
+	forgetest.Git(t, r.Work, "push", "-q", r.Bare, "HEAD:refs/pull/2/head", ":refs/heads/topic")
+	as := app.NewContextWithAuth(context.Background(), &app.Auth{Kind: app.AuthSystem, User: e.user})
+	repo, err := e.svc.CreateRepository(as, app.RepoInput{Kind: app.ForgeGitHub, CloneURL: r.CloneURL, Token: ff.token, PullRequests: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "forge", "testdata", "github-pull_request.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(strings.ReplaceAll(string(raw), "{{SHA}}", head))
+	m := hmac.New(sha256.New, []byte(repo.WebhookSecret))
+	m.Write(body)
+	h := http.Header{"X-Github-Event": {"pull_request"}, "X-Github-Delivery": {"pr-1"},
+		"X-Hub-Signature-256": {"sha256=" + hex.EncodeToString(m.Sum(nil))}}
+	res, err := e.svc.ReceiveWebhook(context.Background(), repo.HookID, h, body)
+	if err != nil || res.Group == nil || len(res.Jobs) != 1 {
+		t.Fatalf("pull request: %+v, %v", res, err)
+	}
+	waitFor(t, "the pending status", func() bool { return ff.lastState("builds/build") == "pending" })
+	if got := ff.posted()[0].Path; got != "/api/v3/repos/alice/proj/statuses/"+head {
+		t.Errorf("posted to %s, want the head %s", got, head)
 	}
 }
