@@ -482,3 +482,24 @@ func TestImageBootFirmware(t *testing.T) {
 		})
 	}
 }
+
+// A kernel whose IO-APIC timer check failed (a loaded TCG host) gets a
+// second boot, as a boot timeout does; any other panic fails at once.
+func TestWaitReadyTimerCheckPanic(t *testing.T) {
+	for _, tt := range []struct {
+		line  string
+		retry bool
+	}{
+		{line: "[    0.000000] Kernel panic - not syncing: IO-APIC + timer doesn't work!  Boot with apic=debug and send a report.\n", retry: true},
+		{line: "[    4.2] Kernel panic - not syncing: VFS: Unable to mount root fs\n", retry: false},
+	} {
+		vm := &VM{cfg: VMConfig{Image: &images.Image{Name: "x/y"}, BootTimeout: time.Minute},
+			console: newConsole("CI-SSH-READY", nil), exited: make(chan struct{})}
+		close(vm.exited)
+		vm.console.Write([]byte(tt.line))
+		err := vm.waitReady(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "Kernel panic") || errors.Is(err, errBootTimeout) != tt.retry {
+			t.Errorf("%q: err = %v; retried: %v, want %v", tt.line, err, errors.Is(err, errBootTimeout), tt.retry)
+		}
+	}
+}
