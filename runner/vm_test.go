@@ -495,8 +495,10 @@ func TestWaitReadyTimerCheckPanic(t *testing.T) {
 	} {
 		vm := &VM{cfg: VMConfig{Image: &images.Image{Name: "x/y"}, BootTimeout: time.Minute},
 			console: newConsole("CI-SSH-READY", nil), exited: make(chan struct{})}
-		close(vm.exited)
 		vm.console.Write([]byte(tt.line))
+		// QEMU exits after the panic (panic=-1, -no-reboot), not before
+		// waitReady saw it
+		time.AfterFunc(50*time.Millisecond, func() { close(vm.exited) })
 		err := vm.waitReady(context.Background())
 		if err == nil || !strings.Contains(err.Error(), "Kernel panic") || errors.Is(err, errBootTimeout) != tt.retry {
 			t.Errorf("%q: err = %v; retried: %v, want %v", tt.line, err, errors.Is(err, errBootTimeout), tt.retry)
