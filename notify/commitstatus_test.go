@@ -199,15 +199,19 @@ func TestCommitStatusGitHub(t *testing.T) {
 			t.Error("the access token leaked into a status")
 		}
 	}
-	list, err := e.svc.CommitStatuses(app.SystemContext(context.Background()), e.repo.Repo, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cs := range list {
-		if cs.Sent != cs.State || cs.NextAttempt != nil || cs.Error != "" {
-			t.Errorf("status of job %d: %+v", cs.JobID, cs)
+	// the forge has them; builds records that once the answer is read
+	waitFor(t, "the statuses recorded as sent", func() bool {
+		list, err := e.svc.CommitStatuses(app.SystemContext(context.Background()), e.repo.Repo, 10)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		for _, cs := range list {
+			if cs.Sent != cs.State || cs.NextAttempt != nil || cs.Error != "" {
+				return false
+			}
+		}
+		return len(list) == 2
+	})
 }
 
 func TestCommitStatusGitLabAndGitea(t *testing.T) {
@@ -419,10 +423,13 @@ func TestCommitStatusManifestFails(t *testing.T) {
 	if got[0].Body["target_url"] != "https://ci.example.org/repositories/proj" {
 		t.Errorf("target_url %q", got[0].Body["target_url"])
 	}
-	list, err := e.svc.CommitStatuses(app.SystemContext(context.Background()), repo.Repo, 10)
-	if err != nil || len(list) != 1 || list[0].JobID != 0 || list[0].Sent != app.CommitFailure {
-		t.Fatalf("statuses %+v, %v", list, err)
-	}
+	waitFor(t, "the status recorded as sent", func() bool {
+		list, err := e.svc.CommitStatuses(app.SystemContext(context.Background()), repo.Repo, 10)
+		if err != nil || len(list) != 1 || list[0].JobID != 0 {
+			t.Fatalf("statuses %+v, %v", list, err)
+		}
+		return list[0].Sent == app.CommitFailure
+	})
 	if jobs, _ := e.db.FindJobs(context.Background(), app.JobFilter{}); len(jobs) != 0 {
 		t.Errorf("a broken push made jobs: %+v", jobs)
 	}

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"sync"
 	"testing"
+
+	"github.com/graphql-go/graphql"
 
 	"builds/app"
 )
@@ -173,4 +176,32 @@ func TestAppendJSONString(t *testing.T) {
 			t.Errorf("%q: decodes to %q, encoding/json's to %q", s, back, wantBack)
 		}
 	}
+}
+
+// TestEnumsSafeForConcurrentUse: the first requests of a new server
+// serialize enums at once; graphql-go builds an enum's lookups lazily and
+// unguarded, so newSchema builds them (warmEnums). Under -race this fails
+// without it.
+func TestEnumsSafeForConcurrentUse(t *testing.T) {
+	schema, err := newSchema(&Server{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, typ := range schema.TypeMap() {
+				if e, ok := typ.(*graphql.Enum); ok {
+					for _, v := range e.Values() {
+						if e.Serialize(v.Value) != v.Name || e.ParseValue(v.Name) != v.Value {
+							t.Errorf("%s.%s does not round-trip", e.Name(), v.Name)
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

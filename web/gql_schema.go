@@ -72,7 +72,21 @@ func newSchema(s *Server) (graphql.Schema, error) {
 	}
 	orderArgs(schema)
 	meterResolvers(schema)
+	warmEnums(schema)
 	return schema, nil
+}
+
+// warmEnums builds every enum's value and name lookups now. graphql-go
+// builds them on first use, unguarded, so two requests serializing an
+// enum for the first time at once would race on them (seen under -race).
+func warmEnums(schema graphql.Schema) {
+	for _, t := range schema.TypeMap() {
+		if e, ok := t.(*graphql.Enum); ok && len(e.Values()) > 0 {
+			v := e.Values()[0]
+			e.Serialize(v.Value)
+			e.ParseValue(v.Name)
+		}
+	}
 }
 
 func nn(t graphql.Type) *graphql.NonNull { return graphql.NewNonNull(t) }
