@@ -36,7 +36,7 @@ commands:
   hook post-receive --url URL --secret-file F  a bare repository's post-receive hook
        (repo add --kind git prints how to install it)
   manifest check FILE...       validate build manifests
-  image build|list|rm|export|import|check ...
+  image build|import-cloud|list|rm|export|import|check ...
   layer list | rm KEY... | prune  manage the package layers jobs reuse
   runner -server URL [-token-file F]  run this host as a remote runner of a server
   runner-token create NAME | list | revoke NAME  manage remote runners (on the server)
