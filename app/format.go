@@ -1,6 +1,9 @@
 package app
 
-import "fmt"
+import (
+	"fmt"
+	"unicode/utf8"
+)
 
 // HumanSize formats a byte count in binary (IEC) units: "512 B",
 // "1.5 KiB", "2 GiB" (whole numbers without a decimal).
@@ -17,4 +20,16 @@ func HumanSize(n int64) string {
 		}
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// TruncateUTF8 cuts s to at most n bytes without splitting a character
+// (for logs, messages and forge descriptions).
+func TruncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -212,3 +212,25 @@ func repoNameFromURL(u string) string {
 	}
 	return strings.TrimSuffix(u, ".git")
 }
+
+// IsCommitSHA reports whether s is a full commit id: 40 (SHA-1) or 64
+// (SHA-256) lower-case hex digits.
+func IsCommitSHA(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ShortSHA is a commit id cut to 12 digits for messages.
+func ShortSHA(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}

@@ -53,7 +53,7 @@ func (s *Service) receivePull(ctx context.Context, r *Repo, ev *ForgeEvent) (*Pu
 	if !r.PullRequests {
 		return &PushResult{Message: "pull requests are not built (builds repo set NAME --pull-requests)"}, nil
 	}
-	if pr == nil || pr.Number <= 0 || !isCommitSHA(ev.Commit) {
+	if pr == nil || pr.Number <= 0 || !IsCommitSHA(ev.Commit) {
 		return nil, Errorf(EINVALID, "the pull request event names no request number or head commit")
 	}
 	if pr.Base != "" && !r.BuildsBranch(pr.Base) {
@@ -62,7 +62,7 @@ func (s *Service) receivePull(ctx context.Context, r *Repo, ev *ForgeEvent) (*Pu
 	delivery := ev.Delivery
 	p := &RepoPush{RepositoryID: r.ID, Delivery: &delivery, Ref: pr.Ref, Commit: ev.Commit}
 	if err := s.Store.CreateRepoPush(ctx, p); ErrorCode(err) == ECONFLICT {
-		s.Log.Warn("webhook replay refused", "repo_id", r.ID, "delivery", truncate(delivery, 80))
+		s.Log.Warn("webhook replay refused", "repo_id", r.ID, "delivery", TruncateUTF8(delivery, 80))
 		return nil, Errorf(ECONFLICT, "delivery %q was received before", delivery)
 	} else if err != nil {
 		return nil, err

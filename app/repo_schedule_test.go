@@ -61,7 +61,7 @@ func scheduleEnv(t *testing.T, in app.RepoInput) (*pushEnv, *fakeClock) {
 	e := newPushEnv(t, in)
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 1, 0, 0, 0, time.UTC)}
 	e.svc.Now = clock.Now
-	e.repo.commit("main", "nightly", map[string]string{".build.yml": "image: debian/stable\ntasks:\n  - build: echo nightly\n"})
+	e.repo.Commit("main", "nightly", map[string]string{".build.yml": "image: debian/stable\ntasks:\n  - build: echo nightly\n"})
 	sched := "0 3 * * *"
 	r, err := e.svc.UpdateRepository(e.as, "proj", app.RepoUpdate{Schedule: &sched})
 	if err != nil {
@@ -138,7 +138,7 @@ func TestSchedulerRunDue(t *testing.T) {
 func TestSchedulerBranches(t *testing.T) {
 	e, _ := scheduleEnv(t, app.RepoInput{Branches: []string{"main", "rel/*"}})
 	for _, b := range []string{"rel/1", "rel/2", "topic"} {
-		e.repo.git(e.repo.work, "push", "-q", e.repo.bare, "HEAD:refs/heads/"+b)
+		e.repo.Git(e.repo.Work, "push", "-q", e.repo.Bare, "HEAD:refs/heads/"+b)
 	}
 	e.svc.NewScheduler().RunDue(context.Background(), jan(1, 3, 0))
 	var tags []string

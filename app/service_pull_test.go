@@ -9,23 +9,25 @@ import (
 	"testing"
 
 	"builds/app"
+	"builds/forge/forgetest"
+
 	"gopkg.in/yaml.v3"
 )
 
 // pullHead commits files on a branch of the work tree only and pushes the
 // commit to ref of the bare repository, as a forge keeps a fork's pull
 // request head: in no branch of the base repository.
-func (r *bareRepo) pullHead(ref string, files map[string]string) string {
-	r.t.Helper()
-	r.git(r.work, "checkout", "-q", "-B", "pr-"+strings.ReplaceAll(ref, "/", "-"))
-	defer r.git(r.work, "checkout", "-q", "main")
+func pullHead(t *testing.T, r *forgetest.Repo, ref string, files map[string]string) string {
+	t.Helper()
+	r.Git(r.Work, "checkout", "-q", "-B", "pr-"+strings.ReplaceAll(ref, "/", "-"))
+	defer r.Git(r.Work, "checkout", "-q", "main")
 	for name, text := range files {
-		writeFile(r.t, r.work, name, text)
+		writeFile(t, r.Work, name, text)
 	}
-	r.git(r.work, "add", "-A")
-	r.git(r.work, "commit", "-q", "--allow-empty", "-m", "A pull request")
-	r.git(r.work, "push", "-q", "-f", r.bare, "HEAD:"+ref)
-	return r.git(r.work, "rev-parse", "HEAD")
+	r.Git(r.Work, "add", "-A")
+	r.Git(r.Work, "commit", "-q", "--allow-empty", "-m", "A pull request")
+	r.Git(r.Work, "push", "-q", "-f", r.Bare, "HEAD:"+ref)
+	return r.Git(r.Work, "rev-parse", "HEAD")
 }
 
 // pull delivers a signed GitHub pull_request event of fixture, edited by
@@ -45,8 +47,8 @@ var sameRepo = []string{`"id": 1296270`, `"id": 1296269`}
 
 func TestPullRequestBuilt(t *testing.T) {
 	e := newPushEnv(t, app.RepoInput{PullRequests: true})
-	e.repo.commit("main", "base", map[string]string{".build.yml": pushManifest})
-	sha := e.repo.pullHead("refs/pull/2/head", map[string]string{".build.yml": pushManifest + "  - test: echo pr\n"})
+	e.repo.Commit("main", "base", map[string]string{".build.yml": pushManifest})
+	sha := pullHead(t, e.repo, "refs/pull/2/head", map[string]string{".build.yml": pushManifest + "  - test: echo pr\n"})
 
 	t.Run("ForkGetsNoSecrets", func(t *testing.T) {
 		res, err := e.pull(t, "d-fork", sha)
@@ -72,7 +74,7 @@ func TestPullRequestBuilt(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(j.Manifest), &m); err != nil {
 			t.Fatal(err)
 		}
-		clone := "file://" + e.repo.bare
+		clone := "file://" + e.repo.Bare
 		if len(m.Sources) != 2 || m.Sources[1] != clone {
 			t.Errorf("sources %v", m.Sources)
 		}
@@ -96,7 +98,7 @@ func TestPullRequestBuilt(t *testing.T) {
 		}
 	})
 	t.Run("Synchronize", func(t *testing.T) {
-		sha2 := e.repo.pullHead("refs/pull/2/head", map[string]string{"more": "x"})
+		sha2 := pullHead(t, e.repo, "refs/pull/2/head", map[string]string{"more": "x"})
 		res, err := e.pull(t, "d-sync", sha2, `"action": "opened"`, `"action": "synchronize"`)
 		if err != nil || res.Group == nil || res.Push.Commit != sha2 {
 			t.Fatalf("%+v %v", res, err)
@@ -143,8 +145,8 @@ func TestPullRequestBuilt(t *testing.T) {
 // request, and says so; turned on, the same request is built.
 func TestPullRequestsOff(t *testing.T) {
 	e := newPushEnv(t, app.RepoInput{})
-	e.repo.commit("main", "base", map[string]string{".build.yml": pushManifest})
-	sha := e.repo.pullHead("refs/pull/2/head", nil)
+	e.repo.Commit("main", "base", map[string]string{".build.yml": pushManifest})
+	sha := pullHead(t, e.repo, "refs/pull/2/head", nil)
 	res, err := e.pull(t, "d-1", sha)
 	if err != nil || res.Group != nil || !strings.HasPrefix(res.Message, "pull requests are not built") {
 		t.Fatalf("%+v %v", res, err)
@@ -169,8 +171,8 @@ func TestPullRequestsOff(t *testing.T) {
 // not build are not built.
 func TestPullRequestBaseBranch(t *testing.T) {
 	e := newPushEnv(t, app.RepoInput{PullRequests: true, Branches: []string{"main"}})
-	e.repo.commit("main", "base", map[string]string{".build.yml": pushManifest})
-	sha := e.repo.pullHead("refs/pull/2/head", nil)
+	e.repo.Commit("main", "base", map[string]string{".build.yml": pushManifest})
+	sha := pullHead(t, e.repo, "refs/pull/2/head", nil)
 	res, err := e.pull(t, "d-1", sha, `"ref": "main"`, `"ref": "old"`)
 	if err != nil || res.Group != nil || res.Message != `pull requests into "old" are not built` {
 		t.Fatalf("%+v %v", res, err)
@@ -185,8 +187,8 @@ func TestPullRequestBaseBranch(t *testing.T) {
 // no secrets.
 func TestMergeRequestGitLab(t *testing.T) {
 	e := newPushEnv(t, app.RepoInput{Kind: app.ForgeGitLab, PullRequests: true})
-	e.repo.commit("main", "base", map[string]string{".build.yml": pushManifest})
-	sha := e.repo.pullHead("refs/merge-requests/1/head", nil)
+	e.repo.Commit("main", "base", map[string]string{".build.yml": pushManifest})
+	sha := pullHead(t, e.repo, "refs/merge-requests/1/head", nil)
 	deliver := func(delivery string, edits ...string) (*app.PushResult, error) {
 		s := string(fixture(t, "gitlab-merge_request.json", sha))
 		for i := 0; i+1 < len(edits); i += 2 {

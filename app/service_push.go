@@ -31,7 +31,7 @@ type PushResult struct {
 func (s *Service) ReceiveWebhook(ctx context.Context, hookID string, h http.Header, body []byte) (*PushResult, error) {
 	r, err := s.Store.FindRepositoryByHookID(ctx, hookID)
 	if ErrorCode(err) == ENOTFOUND {
-		s.Log.Warn("webhook for an unknown repository refused", "hook_id", truncate(hookID, 40))
+		s.Log.Warn("webhook for an unknown repository refused", "hook_id", TruncateUTF8(hookID, 40))
 		return nil, Errorf(ENOTFOUND, "no repository has this webhook")
 	} else if err != nil {
 		return nil, err
@@ -64,13 +64,13 @@ func (s *Service) ReceiveWebhook(ctx context.Context, hookID string, h http.Head
 	if !strings.HasPrefix(ev.Ref, "refs/heads/") && !strings.HasPrefix(ev.Ref, "refs/tags/") {
 		return &PushResult{Message: "ref " + ev.Ref + " is not built"}, nil
 	}
-	if !isCommitSHA(ev.Commit) {
+	if !IsCommitSHA(ev.Commit) {
 		return nil, Errorf(EINVALID, "the push names no commit")
 	}
 	delivery := ev.Delivery
 	p := &RepoPush{RepositoryID: r.ID, Delivery: &delivery, Ref: ev.Ref, Commit: ev.Commit}
 	if err := s.Store.CreateRepoPush(ctx, p); ErrorCode(err) == ECONFLICT {
-		s.Log.Warn("webhook replay refused", "repo_id", r.ID, "delivery", truncate(delivery, 80))
+		s.Log.Warn("webhook replay refused", "repo_id", r.ID, "delivery", TruncateUTF8(delivery, 80))
 		return nil, Errorf(ECONFLICT, "delivery %q was received before", delivery)
 	} else if err != nil {
 		return nil, err
@@ -202,7 +202,7 @@ func (s *Service) submitPush(ctx context.Context, r *Repo, p *RepoPush, info pus
 		if err := s.Store.FinishRepoPush(ctx, p.ID, nil, "no build manifest"); err != nil {
 			return nil, err
 		}
-		return &PushResult{Push: p, Message: "no build manifest (.build.yml or .builds/*.yml) at " + shortSHA(c.SHA)}, nil
+		return &PushResult{Push: p, Message: "no build manifest (.build.yml or .builds/*.yml) at " + ShortSHA(c.SHA)}, nil
 	}
 	owner, err := s.Store.FindUserByID(ctx, r.OwnerID)
 	if err != nil {
@@ -270,30 +270,4 @@ func (s *Service) cancelJobs(ctx context.Context, jobs []*Job) {
 			s.Log.Warn("cancel job of a failed push", "job_id", j.ID, "err", err)
 		}
 	}
-}
-
-func isCommitSHA(s string) bool {
-	if len(s) != 40 && len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-func shortSHA(s string) string {
-	if len(s) > 12 {
-		return s[:12]
-	}
-	return s
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

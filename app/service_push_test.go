@@ -7,64 +7,16 @@ import (
 	"encoding/hex"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"builds/app"
 	"builds/forge"
+	"builds/forge/forgetest"
+
 	"gopkg.in/yaml.v3"
 )
-
-// bareRepo is a real bare repository and a work tree pushing to it.
-type bareRepo struct {
-	t          *testing.T
-	bare, work string
-}
-
-func newBareRepo(t *testing.T, name string) *bareRepo {
-	t.Helper()
-	dir := t.TempDir()
-	r := &bareRepo{t: t, bare: filepath.Join(dir, name+".git"), work: filepath.Join(dir, "work")}
-	r.git(dir, "init", "-q", "--bare", "-b", "main", r.bare)
-	r.git(dir, "init", "-q", "-b", "main", r.work)
-	return r
-}
-
-func (r *bareRepo) git(dir string, args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ada Lovelace", "GIT_AUTHOR_EMAIL=ada@example.org",
-		"GIT_COMMITTER_NAME=Ada Lovelace", "GIT_COMMITTER_EMAIL=ada@example.org", "GIT_CONFIG_GLOBAL=/dev/null")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// commit writes files ("" removes one), commits, pushes to branch and
-// returns the commit.
-func (r *bareRepo) commit(branch, msg string, files map[string]string) string {
-	r.t.Helper()
-	for name, text := range files {
-		p := filepath.Join(r.work, name)
-		if text == "" {
-			os.Remove(p)
-			continue
-		}
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-	r.git(r.work, "add", "-A")
-	r.git(r.work, "commit", "-q", "--allow-empty", "-m", msg)
-	r.git(r.work, "push", "-q", "-f", r.bare, "HEAD:refs/heads/"+branch)
-	return r.git(r.work, "rev-parse", "HEAD")
-}
 
 func fixture(t *testing.T, name, sha string) []byte {
 	t.Helper()
@@ -90,7 +42,7 @@ func githubHeaders(event, delivery, secret string, body []byte) http.Header {
 // "proj", a local bare repository, connected as a GitHub one.
 type pushEnv struct {
 	*testEnv
-	repo   *bareRepo
+	repo   *forgetest.Repo
 	conn   *app.NewRepo
 	as     context.Context // alice, as the command line acts for her
 	hookID string
@@ -100,12 +52,12 @@ func newPushEnv(t *testing.T, in app.RepoInput) *pushEnv {
 	t.Helper()
 	e := newEnv(t)
 	e.svc.Forge = &forge.Adapter{}
-	r := newBareRepo(t, "proj")
+	r := forgetest.NewLocal(t, "proj")
 	as := app.NewContextWithAuth(context.Background(), &app.Auth{Kind: app.AuthSystem, User: e.alice})
 	if in.Kind == "" {
 		in.Kind = app.ForgeGitHub
 	}
-	in.CloneURL = "file://" + r.bare
+	in.CloneURL = "file://" + r.Bare
 	conn, err := e.svc.CreateRepository(as, in)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +104,7 @@ tasks:
 
 func TestPushBuildsGroup(t *testing.T) {
 	e := newPushEnv(t, app.RepoInput{Visibility: app.Public})
-	sha := e.repo.commit("main", "Add manifests\n\nwith a body", map[string]string{
+	sha := e.repo.Commit("main", "Add manifests\n\nwith a body", map[string]string{
 		".build.yml": pushManifest, ".builds/other.yml": "image: alpine/latest\ntasks:\n  - t: echo ok\n"})
 	res, err := e.push(t, "github-push.json", "d-1", sha)
 	if err != nil {
@@ -187,7 +139,7 @@ func TestPushBuildsGroup(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(jobs[0].Manifest), &m); err != nil {
 		t.Fatal(err)
 	}
-	pinned := "file://" + e.repo.bare + "#" + sha
+	pinned := "file://" + e.repo.Bare + "#" + sha
 	if m.Shell != nil || len(m.Sources) != 2 || m.Sources[0] != "https://git.example.org/someone/lib" || m.Sources[1] != pinned {
 		t.Errorf("rewritten manifest:\n%s", jobs[0].Manifest)
 	}
@@ -222,8 +174,8 @@ func TestPushBuildsGroup(t *testing.T) {
 		}
 	})
 	t.Run("Tag", func(t *testing.T) {
-		e.repo.git(e.repo.work, "tag", "v1.0")
-		e.repo.git(e.repo.work, "push", "-q", e.repo.bare, "v1.0")
+		e.repo.Git(e.repo.Work, "tag", "v1.0")
+		e.repo.Git(e.repo.Work, "push", "-q", e.repo.Bare, "v1.0")
 		res, err := e.push(t, "github-tag.json", "d-tag", sha)
 		if err != nil {
 			t.Fatal(err)
@@ -259,7 +211,7 @@ func ptrStr(p *string) string {
 // its own error.
 func TestPushRefused(t *testing.T) {
 	e := newPushEnv(t, app.RepoInput{})
-	sha := e.repo.commit("main", "ok", map[string]string{".build.yml": pushManifest})
+	sha := e.repo.Commit("main", "ok", map[string]string{".build.yml": pushManifest})
 	body := fixture(t, "github-push.json", sha)
 
 	t.Run("ErrBadSignature", func(t *testing.T) {
@@ -282,7 +234,7 @@ func TestPushRefused(t *testing.T) {
 		}
 	})
 	t.Run("ErrManifestFailsToParse", func(t *testing.T) {
-		bad := e.repo.commit("main", "broken", map[string]string{".build.yml": "image: debian/stable\ntasks: [oops\n"})
+		bad := e.repo.Commit("main", "broken", map[string]string{".build.yml": "image: debian/stable\ntasks: [oops\n"})
 		_, err := e.push(t, "github-push.json", "d-parse", bad)
 		if app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), ".build.yml: ") || !strings.Contains(err.Error(), "Invalid YAML") {
 			t.Fatalf("err %v", err)
@@ -294,7 +246,7 @@ func TestPushRefused(t *testing.T) {
 	})
 	t.Run("ErrOneOfTwoFails", func(t *testing.T) {
 		// the good manifest is not submitted either
-		two := e.repo.commit("main", "one bad", map[string]string{".build.yml": pushManifest, ".builds/bad.yml": "tasks: []\n"})
+		two := e.repo.Commit("main", "one bad", map[string]string{".build.yml": pushManifest, ".builds/bad.yml": "tasks: []\n"})
 		_, err := e.push(t, "github-push.json", "d-two", two)
 		if app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), "bad.yml: ") {
 			t.Fatalf("err %v", err)
@@ -305,14 +257,14 @@ func TestPushRefused(t *testing.T) {
 		for _, n := range []string{"a", "b", "c", "d", "e"} {
 			files[".builds/"+n+".yml"] = pushManifest
 		}
-		many := e.repo.commit("main", "many", files)
+		many := e.repo.Commit("main", "many", files)
 		_, err := e.push(t, "github-push.json", "d-many", many)
 		if app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), "at most 4 manifests") {
 			t.Fatalf("err %v", err)
 		}
 	})
 	t.Run("NoManifest", func(t *testing.T) {
-		none := e.repo.commit("main", "none", map[string]string{".build.yml": "", ".builds/a.yml": "", ".builds/b.yml": "",
+		none := e.repo.Commit("main", "none", map[string]string{".build.yml": "", ".builds/a.yml": "", ".builds/b.yml": "",
 			".builds/c.yml": "", ".builds/d.yml": "", ".builds/e.yml": "", ".builds/bad.yml": ""})
 		res, err := e.push(t, "github-push.json", "d-none", none)
 		if err != nil || res.Group != nil || !strings.Contains(res.Message, "no build manifest") {
@@ -332,13 +284,13 @@ func TestPushRefused(t *testing.T) {
 
 func TestPushBranchFilter(t *testing.T) {
 	e := newPushEnv(t, app.RepoInput{Branches: []string{"main", "release/*"}})
-	topic := e.repo.commit("topic", "topic", map[string]string{".build.yml": pushManifest})
+	topic := e.repo.Commit("topic", "topic", map[string]string{".build.yml": pushManifest})
 	body := []byte(strings.ReplaceAll(string(fixture(t, "github-push.json", topic)), "refs/heads/main", "refs/heads/topic"))
 	res, err := e.svc.ReceiveWebhook(context.Background(), e.hookID, githubHeaders("push", "d-1", e.conn.WebhookSecret, body), body)
 	if err != nil || res.Group != nil || !strings.Contains(res.Message, `branch "topic" is not built`) {
 		t.Fatalf("%+v %v", res, err)
 	}
-	rel := e.repo.commit("release/2.0", "rel", nil)
+	rel := e.repo.Commit("release/2.0", "rel", nil)
 	body = []byte(strings.ReplaceAll(string(fixture(t, "github-push.json", rel)), "refs/heads/main", "refs/heads/release/2.0"))
 	res, err = e.svc.ReceiveWebhook(context.Background(), e.hookID, githubHeaders("push", "d-2", e.conn.WebhookSecret, body), body)
 	if err != nil || res.Group == nil {
@@ -359,7 +311,7 @@ func TestPushOtherForges(t *testing.T) {
 			if kind != app.ForgeGitLab {
 				branch, fix = "develop", "gitea-push.json"
 			}
-			sha := e.repo.commit(branch, "ok", map[string]string{".build.yml": pushManifest})
+			sha := e.repo.Commit(branch, "ok", map[string]string{".build.yml": pushManifest})
 			body := fixture(t, fix, sha)
 			h := http.Header{}
 			switch kind {
@@ -393,7 +345,7 @@ func TestPushOtherForges(t *testing.T) {
 
 func TestBuildRepository(t *testing.T) {
 	e := newPushEnv(t, app.RepoInput{})
-	sha := e.repo.commit("main", "ok", map[string]string{".build.yml": pushManifest})
+	sha := e.repo.Commit("main", "ok", map[string]string{".build.yml": pushManifest})
 	for _, rev := range []string{"", "main", "refs/heads/main", sha} {
 		res, err := e.svc.BuildRepository(e.as, "proj", rev)
 		if err != nil {

@@ -44,7 +44,7 @@ func (s *Service) queueManifestFailure(ctx context.Context, r *Repo, p *RepoPush
 	}
 	desc := "builds: " + msg
 	if len(desc) > maxStatusDescription {
-		desc = strings.ToValidUTF8(desc[:maxStatusDescription-3], "") + "..."
+		desc = TruncateUTF8(desc, maxStatusDescription-3) + "..."
 	}
 	cs := &CommitStatus{RepositoryID: r.ID, PushID: p.ID, Commit: commit, Context: statusContext(manifest),
 		State: CommitFailure, Description: desc}

@@ -82,7 +82,7 @@ func (s *Service) SourceBundle(ctx context.Context, job *Job, source string) (*S
 	repo, push, err := s.localSourceRepo(ctx, job, source)
 	if err != nil {
 		if code := ErrorCode(err); code == EFORBIDDEN || code == EINVALID {
-			s.Log.Warn("local source refused", "job_id", job.ID, "source", truncate(source, 200), "err", ErrorMessage(err))
+			s.Log.Warn("local source refused", "job_id", job.ID, "source", TruncateUTF8(source, 200), "err", ErrorMessage(err))
 		}
 		return nil, err
 	}
@@ -96,7 +96,7 @@ func (s *Service) SourceBundle(ctx context.Context, job *Job, source string) (*S
 	}
 	w := &cappedWriter{w: f, max: s.Config.Limits.SourceSize}
 	commit := push.Commit
-	if !isCommitSHA(commit) {
+	if !IsCommitSHA(commit) {
 		commit = ""
 	}
 	if err := s.Forge.BundleRepository(ctx, dir, commit, w); err != nil {

@@ -12,13 +12,14 @@ import (
 
 	"builds/app"
 	"builds/forge"
+	"builds/forge/forgetest"
 )
 
 // localEnv is alice's plain git repository, connected by its path as
 // `builds repo add --kind git --url /srv/git/proj.git` connects one.
 type localEnv struct {
 	*testEnv
-	repo *bareRepo
+	repo *forgetest.Repo
 	conn *app.NewRepo
 	as   context.Context // alice, as the command line acts for her
 }
@@ -27,9 +28,9 @@ func newLocalEnv(t *testing.T) *localEnv {
 	t.Helper()
 	e := newEnv(t)
 	e.svc.Forge = &forge.Adapter{}
-	r := newBareRepo(t, "proj")
+	r := forgetest.NewLocal(t, "proj")
 	as := app.NewContextWithAuth(context.Background(), &app.Auth{Kind: app.AuthSystem, User: e.alice})
-	conn, err := e.svc.CreateRepository(as, app.RepoInput{Kind: app.ForgeGit, CloneURL: r.bare})
+	conn, err := e.svc.CreateRepository(as, app.RepoInput{Kind: app.ForgeGit, CloneURL: r.Bare})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func pendingJob(t *testing.T, e *testEnv, ctx context.Context) *app.Job {
 }
 
 // cloneBundle clones b into a new directory and checks out rev.
-func cloneBundle(t *testing.T, r *bareRepo, b *app.SourceBundle, rev string) string {
+func cloneBundle(t *testing.T, r *forgetest.Repo, b *app.SourceBundle, rev string) string {
 	t.Helper()
 	defer b.Close()
 	dir := t.TempDir()
@@ -91,9 +92,9 @@ func cloneBundle(t *testing.T, r *bareRepo, b *app.SourceBundle, rev string) str
 	if err != nil || n != b.Size {
 		t.Fatalf("read %d of %d bytes: %v", n, b.Size, err)
 	}
-	r.git(dir, "clone", "-q", file, "proj")
+	r.Git(dir, "clone", "-q", file, "proj")
 	work := filepath.Join(dir, "proj")
-	r.git(work, "checkout", "-q", rev)
+	r.Git(work, "checkout", "-q", rev)
 	return work
 }
 
@@ -105,17 +106,17 @@ const localManifest = "image: debian/stable\ntasks:\n  - build: echo hi\n"
 // pinned commit.
 func TestSourceBundle(t *testing.T) {
 	e := newLocalEnv(t)
-	sha := e.repo.commit("main", "first", map[string]string{".build.yml": localManifest, "README": "one"})
+	sha := e.repo.Commit("main", "first", map[string]string{".build.yml": localManifest, "README": "one"})
 	job := e.hookPush(t, "d1", sha)
-	if !strings.Contains(job.Manifest, e.repo.bare+"#"+sha) {
-		t.Fatalf("the manifest does not pin %s#%s:\n%s", e.repo.bare, sha, job.Manifest)
+	if !strings.Contains(job.Manifest, e.repo.Bare+"#"+sha) {
+		t.Fatalf("the manifest does not pin %s#%s:\n%s", e.repo.Bare, sha, job.Manifest)
 	}
 	for _, tt := range []struct{ name, src string }{
-		{"Path", e.repo.bare},
-		{"FileURL", "file://" + e.repo.bare},
-		{"TrailingSlash", e.repo.bare + "/"},
-		{"Localhost", "file://localhost" + e.repo.bare},
-		{"DotSegments", strings.Replace(e.repo.bare, "/proj.git", "//./proj.git", 1)},
+		{"Path", e.repo.Bare},
+		{"FileURL", "file://" + e.repo.Bare},
+		{"TrailingSlash", e.repo.Bare + "/"},
+		{"Localhost", "file://localhost" + e.repo.Bare},
+		{"DotSegments", strings.Replace(e.repo.Bare, "/proj.git", "//./proj.git", 1)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b, err := e.svc.SourceBundle(context.Background(), job, tt.src)
@@ -130,11 +131,11 @@ func TestSourceBundle(t *testing.T) {
 	}
 	t.Run("ForcePushedAway", func(t *testing.T) {
 		// the job still gets the commit it pins after a force push
-		second := e.repo.commit("main", "second", map[string]string{"README": "two"})
+		second := e.repo.Commit("main", "second", map[string]string{"README": "two"})
 		job := e.hookPush(t, "d2", second)
-		e.repo.git(e.repo.work, "reset", "-q", "--hard", sha)
-		e.repo.git(e.repo.work, "push", "-q", "-f", e.repo.bare, "HEAD:refs/heads/main")
-		b, err := e.svc.SourceBundle(context.Background(), job, e.repo.bare)
+		e.repo.Git(e.repo.Work, "reset", "-q", "--hard", sha)
+		e.repo.Git(e.repo.Work, "push", "-q", "-f", e.repo.Bare, "HEAD:refs/heads/main")
+		b, err := e.svc.SourceBundle(context.Background(), job, e.repo.Bare)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +149,7 @@ func TestSourceBundle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := e.svc.SourceBundle(context.Background(), e.stored(t, res.Jobs[0]), "file://"+e.repo.bare)
+		b, err := e.svc.SourceBundle(context.Background(), e.stored(t, res.Jobs[0]), "file://"+e.repo.Bare)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +158,7 @@ func TestSourceBundle(t *testing.T) {
 	t.Run("ErrTooLarge", func(t *testing.T) {
 		e.svc.Config.Limits.SourceSize = 100
 		defer func() { e.svc.Config.Limits.SourceSize = app.DefaultConfig().Limits.SourceSize }()
-		_, err := e.svc.SourceBundle(context.Background(), job, e.repo.bare)
+		_, err := e.svc.SourceBundle(context.Background(), job, e.repo.Bare)
 		wantCode(t, err, app.EINVALID)
 		if !strings.Contains(err.Error(), "[limits] source-size") {
 			t.Errorf("err %v", err)
@@ -173,23 +174,23 @@ func TestSourceBundle(t *testing.T) {
 func TestSourceBundleRefused(t *testing.T) {
 	e := newLocalEnv(t)
 	ctx := context.Background()
-	sha := e.repo.commit("main", "first", map[string]string{".build.yml": localManifest})
+	sha := e.repo.Commit("main", "first", map[string]string{".build.yml": localManifest})
 	pushed := e.hookPush(t, "d1", sha)
 
 	// bob's own repository, connected by its path
-	bobRepo := newBareRepo(t, "bobs")
-	bobRepo.commit("main", "bob's", map[string]string{".build.yml": localManifest})
+	bobRepo := forgetest.NewLocal(t, "bobs")
+	bobRepo.Commit("main", "bob's", map[string]string{".build.yml": localManifest})
 	bobAs := app.NewContextWithAuth(ctx, &app.Auth{Kind: app.AuthSystem, User: e.bob})
-	_, err := e.svc.CreateRepository(bobAs, app.RepoInput{Kind: app.ForgeGit, CloneURL: bobRepo.bare})
+	_, err := e.svc.CreateRepository(bobAs, app.RepoInput{Kind: app.ForgeGit, CloneURL: bobRepo.Bare})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// a repository on this machine nobody connected
-	loose := newBareRepo(t, "loose")
-	loose.commit("main", "loose", map[string]string{"x": "y"})
+	loose := forgetest.NewLocal(t, "loose")
+	loose.Commit("main", "loose", map[string]string{"x": "y"})
 
 	// alice's job she submitted herself, naming her repository's path
-	submitted, err := e.svc.Submit(e.aliceCtx, app.SubmitInput{Manifest: "image: debian/stable\nsources:\n  - " + e.repo.bare + "\ntasks:\n  - build: echo hi\n"})
+	submitted, err := e.svc.Submit(e.aliceCtx, app.SubmitInput{Manifest: "image: debian/stable\nsources:\n  - " + e.repo.Bare + "\ntasks:\n  - build: echo hi\n"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +219,7 @@ func TestSourceBundleRefused(t *testing.T) {
 	if bobJob, err = e.db.FindJobByID(ctx, bobJob.ID); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Dir(e.repo.bare)
+	dir := filepath.Dir(e.repo.Bare)
 
 	tests := []struct {
 		name   string
@@ -229,16 +230,16 @@ func TestSourceBundleRefused(t *testing.T) {
 	}{
 		{"Etc", pushed, "/etc", app.EFORBIDDEN, "not that of the repository proj"},
 		{"EtcFileURL", pushed, "file:///etc/passwd", app.EFORBIDDEN, "not that of the repository proj"},
-		{"OtherUsersRepository", pushed, bobRepo.bare, app.EFORBIDDEN, "not that of the repository proj"},
-		{"NotConnected", pushed, loose.bare, app.EFORBIDDEN, "not that of the repository proj"},
+		{"OtherUsersRepository", pushed, bobRepo.Bare, app.EFORBIDDEN, "not that of the repository proj"},
+		{"NotConnected", pushed, loose.Bare, app.EFORBIDDEN, "not that of the repository proj"},
 		{"DotDot", pushed, dir + "/x/../proj.git", app.EFORBIDDEN, "paths with .. are not accepted"},
 		{"DotDotFileURL", pushed, "file://" + dir + "/x/../proj.git", app.EFORBIDDEN, "paths with .. are not accepted"},
-		{"OtherHost", pushed, "file://example.org" + e.repo.bare, app.EINVALID, "want file:///path"},
-		{"Escaped", pushed, "file://" + strings.Replace(e.repo.bare, "proj", "pr%6Fj", 1), app.EINVALID, "escaped characters"},
+		{"OtherHost", pushed, "file://example.org" + e.repo.Bare, app.EINVALID, "want file:///path"},
+		{"Escaped", pushed, "file://" + strings.Replace(e.repo.Bare, "proj", "pr%6Fj", 1), app.EINVALID, "escaped characters"},
 		{"NotLocal", pushed, "https://example.org/proj.git", app.EINVALID, "not an absolute path"},
-		{"NotStartedByAPush", submitted, e.repo.bare, app.EFORBIDDEN, "no push started job"},
-		{"OwnGroup", grouped, e.repo.bare, app.EFORBIDDEN, "no push started job"},
-		{"OtherUsersJob", bobJob, e.repo.bare, app.EFORBIDDEN, "is not its owner's"},
+		{"NotStartedByAPush", submitted, e.repo.Bare, app.EFORBIDDEN, "no push started job"},
+		{"OwnGroup", grouped, e.repo.Bare, app.EFORBIDDEN, "no push started job"},
+		{"OtherUsersJob", bobJob, e.repo.Bare, app.EFORBIDDEN, "is not its owner's"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -261,11 +262,11 @@ func TestSourceBundleRefused(t *testing.T) {
 		if _, err := e.svc.DeleteRepository(e.as, "proj"); err != nil {
 			t.Fatal(err)
 		}
-		_, err = e.svc.SourceBundle(ctx, e.stored(t, res.Jobs[0]), e.repo.bare)
+		_, err = e.svc.SourceBundle(ctx, e.stored(t, res.Jobs[0]), e.repo.Bare)
 		wantCode(t, err, app.EFORBIDDEN)
 	})
 	t.Run("RunnersOnly", func(t *testing.T) {
-		_, err := e.svc.RunnerSourceBundle(e.aliceCtx, pushed.ID, e.repo.bare)
+		_, err := e.svc.RunnerSourceBundle(e.aliceCtx, pushed.ID, e.repo.Bare)
 		wantCode(t, err, app.EFORBIDDEN)
 	})
 }

@@ -27,7 +27,7 @@ const BundleTimeout = 10 * time.Minute
 // account the pushes go to), which git refuses only for repositories it
 // has to discover. Creating a bundle runs no hooks.
 func (a *Adapter) BundleRepository(ctx context.Context, gitDir, commit string, w io.Writer) error {
-	if commit != "" && !isSHA(commit) {
+	if commit != "" && !app.IsCommitSHA(commit) {
 		return app.Errorf(app.EINVALID, "bundle %s: %q is not a commit id", gitDir, commit)
 	}
 	ctx, cancel := context.WithTimeout(ctx, BundleTimeout)

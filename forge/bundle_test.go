@@ -11,6 +11,7 @@ import (
 
 	"builds/app"
 	"builds/forge"
+	"builds/forge/forgetest"
 )
 
 // limitWriter refuses to hold more than max bytes.
@@ -33,14 +34,14 @@ func (w *limitWriter) Write(p []byte) (int, error) {
 // can still be checked out when it was named.
 func TestBundleRepository(t *testing.T) {
 	ctx := context.Background()
-	r := newGitRepo(t)
-	first := r.commit("main", "first", map[string]string{"README": "one"})
-	r.git(r.work, "tag", "v1")
-	r.git(r.work, "push", "-q", r.bare, "v1")
-	r.commit("topic", "on topic", map[string]string{"topic.txt": "t"})
-	gone := r.commit("main", "soon gone", map[string]string{"README": "two"})
-	r.git(r.work, "reset", "-q", "--hard", first)
-	r.git(r.work, "push", "-q", "-f", r.bare, "HEAD:refs/heads/main")
+	r := forgetest.NewLocal(t, "proj")
+	first := r.Commit("main", "first", map[string]string{"README": "one"})
+	r.Git(r.Work, "tag", "v1")
+	r.Git(r.Work, "push", "-q", r.Bare, "v1")
+	r.Commit("topic", "on topic", map[string]string{"topic.txt": "t"})
+	gone := r.Commit("main", "soon gone", map[string]string{"README": "two"})
+	r.Git(r.Work, "reset", "-q", "--hard", first)
+	r.Git(r.Work, "push", "-q", "-f", r.Bare, "HEAD:refs/heads/main")
 
 	clone := func(t *testing.T, gitDir, commit string) string {
 		t.Helper()
@@ -53,30 +54,30 @@ func TestBundleRepository(t *testing.T) {
 		if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		r.git(dir, "clone", "-q", file, "proj")
+		r.Git(dir, "clone", "-q", file, "proj")
 		return filepath.Join(dir, "proj")
 	}
 
 	t.Run("OK", func(t *testing.T) {
-		dir := clone(t, r.bare, gone)
-		refs := r.git(dir, "for-each-ref", "--format=%(refname)")
+		dir := clone(t, r.Bare, gone)
+		refs := r.Git(dir, "for-each-ref", "--format=%(refname)")
 		for _, want := range []string{"refs/heads/main", "refs/remotes/origin/topic", "refs/tags/v1"} {
 			if !strings.Contains(refs, want) {
 				t.Errorf("clone has no %s:\n%s", want, refs)
 			}
 		}
-		if got := r.git(dir, "rev-parse", "HEAD"); got != first {
+		if got := r.Git(dir, "rev-parse", "HEAD"); got != first {
 			t.Errorf("HEAD %s, want main's %s", got, first)
 		}
-		r.git(dir, "checkout", "-q", gone)
+		r.Git(dir, "checkout", "-q", gone)
 		if b, _ := os.ReadFile(filepath.Join(dir, "README")); string(b) != "two" {
 			t.Errorf("README at the pinned commit is %q", b)
 		}
 	})
 	t.Run("WorkTree", func(t *testing.T) {
 		// a repository with a work tree, named by its top directory
-		dir := clone(t, r.work, "")
-		if got := r.git(dir, "rev-parse", "HEAD"); got != first {
+		dir := clone(t, r.Work, "")
+		if got := r.Git(dir, "rev-parse", "HEAD"); got != first {
 			t.Errorf("HEAD %s, want %s", got, first)
 		}
 	})
@@ -87,21 +88,21 @@ func TestBundleRepository(t *testing.T) {
 		}
 	})
 	t.Run("ErrUnknownCommit", func(t *testing.T) {
-		err := (&forge.Adapter{}).BundleRepository(ctx, r.bare, strings.Repeat("ab", 20), &bytes.Buffer{})
+		err := (&forge.Adapter{}).BundleRepository(ctx, r.Bare, strings.Repeat("ab", 20), &bytes.Buffer{})
 		if app.ErrorCode(err) != app.EINVALID {
 			t.Errorf("err %v", err)
 		}
 	})
 	t.Run("ErrNotACommitID", func(t *testing.T) {
 		for _, c := range []string{"main", "--all", "HEAD~1"} {
-			err := (&forge.Adapter{}).BundleRepository(ctx, r.bare, c, &bytes.Buffer{})
+			err := (&forge.Adapter{}).BundleRepository(ctx, r.Bare, c, &bytes.Buffer{})
 			if app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), "is not a commit id") {
 				t.Errorf("%s: err %v", c, err)
 			}
 		}
 	})
 	t.Run("ErrWriterFull", func(t *testing.T) {
-		err := (&forge.Adapter{}).BundleRepository(ctx, r.bare, "", &limitWriter{max: 100})
+		err := (&forge.Adapter{}).BundleRepository(ctx, r.Bare, "", &limitWriter{max: 100})
 		if !errors.Is(err, errFull) {
 			t.Errorf("err %v, want the writer's", err)
 		}
@@ -112,7 +113,7 @@ func TestBundleRepository(t *testing.T) {
 		if os.Getuid() != 0 {
 			t.Skip("needs root to give the repository to another user")
 		}
-		if err := filepath.Walk(r.bare, func(p string, _ os.FileInfo, err error) error {
+		if err := filepath.Walk(r.Bare, func(p string, _ os.FileInfo, err error) error {
 			if err != nil {
 				return err
 			}
@@ -120,6 +121,6 @@ func TestBundleRepository(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		clone(t, r.bare, "")
+		clone(t, r.Bare, "")
 	})
 }

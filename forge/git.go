@@ -41,7 +41,7 @@ func (a *Adapter) FetchCommit(ctx context.Context, req app.FetchRequest) (*app.F
 	defer cleanup()
 	c := &app.ForgeCommit{}
 	want := req.Rev
-	if !isSHA(req.Rev) {
+	if !app.IsCommitSHA(req.Rev) {
 		ref, sha, err := g.resolve(ctx, req.URL, req.Rev)
 		if err != nil {
 			return nil, err
@@ -54,7 +54,7 @@ func (a *Adapter) FetchCommit(ctx context.Context, req app.FetchRequest) (*app.F
 			fallback = c.Ref
 		}
 		if fallback == "" {
-			return nil, app.Errorf(app.EINVALID, "fetch %s from %s: %s", shortSHA(want), redact(req.URL), gitMessage(err))
+			return nil, app.Errorf(app.EINVALID, "fetch %s from %s: %s", app.ShortSHA(want), redact(req.URL), gitMessage(err))
 		}
 		// a server that hands out no commit by its id: fetch the ref
 		if _, err := g.run(ctx, "fetch", "-q", "--depth=1", "--no-tags", "--", req.URL, fallback); err != nil {
@@ -63,7 +63,7 @@ func (a *Adapter) FetchCommit(ctx context.Context, req app.FetchRequest) (*app.F
 	}
 	info, err := g.run(ctx, "log", "-1", "--format=%H%x00%an%x00%ae%x00%s", want, "--")
 	if err != nil {
-		return nil, app.Errorf(app.EINVALID, "commit %s is not in what %s sent (the ref moved on?)", shortSHA(want), redact(req.URL))
+		return nil, app.Errorf(app.EINVALID, "commit %s is not in what %s sent (the ref moved on?)", app.ShortSHA(want), redact(req.URL))
 	}
 	parts := strings.SplitN(strings.TrimSuffix(string(info), "\n"), "\x00", 4)
 	if len(parts) != 4 {
@@ -367,25 +367,6 @@ func max64(a, b int) int {
 		return a
 	}
 	return b
-}
-
-func isSHA(s string) bool {
-	if len(s) != 40 && len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-func shortSHA(s string) string {
-	if len(s) > 12 {
-		return s[:12]
-	}
-	return s
 }
 
 // redact drops a URL's password, if it has one, for messages.

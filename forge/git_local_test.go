@@ -8,6 +8,7 @@ import (
 
 	"builds/app"
 	"builds/forge"
+	"builds/forge/forgetest"
 )
 
 // TestFetchOtherOwner: a plain git repository of another Unix user (the
@@ -19,9 +20,9 @@ func TestFetchOtherOwner(t *testing.T) {
 		t.Skip("needs root to give the repository to another user")
 	}
 	ctx := context.Background()
-	r := newGitRepo(t)
-	sha := r.commit("main", "first", map[string]string{".build.yml": manifest})
-	if err := filepath.Walk(r.bare, func(p string, _ os.FileInfo, err error) error {
+	r := forgetest.NewLocal(t, "proj")
+	sha := r.Commit("main", "first", map[string]string{".build.yml": manifest})
+	if err := filepath.Walk(r.Bare, func(p string, _ os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
@@ -29,7 +30,7 @@ func TestFetchOtherOwner(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range []string{r.bare, "file://" + r.bare} {
+	for _, u := range []string{r.Bare, "file://" + r.Bare} {
 		c, err := (&forge.Adapter{}).FetchCommit(ctx, app.FetchRequest{URL: u, Rev: "main", MaxManifests: 4})
 		if err != nil {
 			t.Fatalf("%s: %v", u, err)

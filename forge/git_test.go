@@ -3,78 +3,29 @@ package forge_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"builds/app"
 	"builds/forge"
+	"builds/forge/forgetest"
 )
-
-// gitRepo is a real bare repository with a work tree that pushes to it.
-type gitRepo struct {
-	t          testing.TB
-	bare, work string
-}
-
-func newGitRepo(t testing.TB) *gitRepo {
-	t.Helper()
-	dir := t.TempDir()
-	r := &gitRepo{t: t, bare: filepath.Join(dir, "proj.git"), work: filepath.Join(dir, "work")}
-	r.git(dir, "init", "-q", "--bare", "-b", "main", r.bare)
-	r.git(dir, "init", "-q", "-b", "main", r.work)
-	return r
-}
-
-func (r *gitRepo) git(dir string, args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ada Lovelace", "GIT_AUTHOR_EMAIL=ada@example.org",
-		"GIT_COMMITTER_NAME=Ada Lovelace", "GIT_COMMITTER_EMAIL=ada@example.org", "GIT_CONFIG_GLOBAL=/dev/null")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// commit writes files (a "" content removes one), commits and pushes
-// branch; it returns the commit.
-func (r *gitRepo) commit(branch, msg string, files map[string]string) string {
-	r.t.Helper()
-	for name, text := range files {
-		p := filepath.Join(r.work, name)
-		if text == "" {
-			os.Remove(p)
-			continue
-		}
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-	r.git(r.work, "add", "-A")
-	r.git(r.work, "commit", "-q", "--allow-empty", "-m", msg)
-	r.git(r.work, "push", "-q", r.bare, "HEAD:refs/heads/"+branch)
-	return r.git(r.work, "rev-parse", "HEAD")
-}
 
 const manifest = "image: debian/stable\ntasks:\n  - build: echo hi\n"
 
 func TestFetchCommit(t *testing.T) {
 	ctx := context.Background()
-	r := newGitRepo(t)
-	first := r.commit("main", "first\n\nbody", map[string]string{".build.yml": manifest, "README": "x"})
-	second := r.commit("main", "second", map[string]string{
+	r := forgetest.NewLocal(t, "proj")
+	first := r.Commit("main", "first\n\nbody", map[string]string{".build.yml": manifest, "README": "x"})
+	second := r.Commit("main", "second", map[string]string{
 		".builds/b.yml": manifest, ".builds/a.yaml": manifest, ".builds/a.yml": manifest,
 		".builds/notes.txt": "not a manifest", ".builds/sub/c.yml": manifest,
 	})
-	r.git(r.work, "tag", "-a", "-m", "release", "v1", first)
-	r.git(r.work, "push", "-q", r.bare, "v1")
+	r.Git(r.Work, "tag", "-a", "-m", "release", "v1", first)
+	r.Git(r.Work, "push", "-q", r.Bare, "v1")
 	a := &forge.Adapter{}
-	url := "file://" + r.bare
+	url := "file://" + r.Bare
 
 	t.Run("BySHA", func(t *testing.T) {
 		c, err := a.FetchCommit(ctx, app.FetchRequest{URL: url, Rev: first, MaxManifests: 4})
@@ -161,10 +112,10 @@ func TestFetchCommit(t *testing.T) {
 // TestFetchSymlinkManifest: a .build.yml that is a symbolic link (to
 // /etc/passwd, say) is not read.
 func TestFetchSymlinkManifest(t *testing.T) {
-	r := newGitRepo(t)
-	os.Symlink("/etc/passwd", filepath.Join(r.work, ".build.yml"))
-	sha := r.commit("main", "link", nil)
-	c, err := (&forge.Adapter{}).FetchCommit(context.Background(), app.FetchRequest{URL: "file://" + r.bare, Rev: sha, MaxManifests: 4})
+	r := forgetest.NewLocal(t, "proj")
+	os.Symlink("/etc/passwd", filepath.Join(r.Work, ".build.yml"))
+	sha := r.Commit("main", "link", nil)
+	c, err := (&forge.Adapter{}).FetchCommit(context.Background(), app.FetchRequest{URL: "file://" + r.Bare, Rev: sha, MaxManifests: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,16 +125,16 @@ func TestFetchSymlinkManifest(t *testing.T) {
 }
 
 func TestListBranches(t *testing.T) {
-	r := newGitRepo(t)
-	r.commit("main", "one", map[string]string{"a": "1"})
-	r.commit("rel/1", "two", nil)
-	r.git(r.work, "tag", "v1")
-	r.git(r.work, "push", "-q", r.bare, "v1")
-	got, err := (&forge.Adapter{}).ListBranches(context.Background(), app.FetchRequest{URL: "file://" + r.bare})
+	r := forgetest.NewLocal(t, "proj")
+	r.Commit("main", "one", map[string]string{"a": "1"})
+	r.Commit("rel/1", "two", nil)
+	r.Git(r.Work, "tag", "v1")
+	r.Git(r.Work, "push", "-q", r.Bare, "v1")
+	got, err := (&forge.Adapter{}).ListBranches(context.Background(), app.FetchRequest{URL: "file://" + r.Bare})
 	if err != nil || strings.Join(got, " ") != "main rel/1" {
 		t.Errorf("%q %v", got, err)
 	}
-	_, err = (&forge.Adapter{}).ListBranches(context.Background(), app.FetchRequest{URL: "file://" + r.bare + "-nope"})
+	_, err = (&forge.Adapter{}).ListBranches(context.Background(), app.FetchRequest{URL: "file://" + r.Bare + "-nope"})
 	if app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), "list branches of file://") {
 		t.Errorf("missing repository: %v", err)
 	}

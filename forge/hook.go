@@ -70,9 +70,9 @@ func parseGitHook(secret []byte, h http.Header, body []byte) (*app.ForgeEvent, e
 		return nil, err
 	}
 	if !validRefName(p.Ref) {
-		return nil, app.Errorf(app.EINVALID, "invalid ref %q", truncate(p.Ref, 80))
+		return nil, app.Errorf(app.EINVALID, "invalid ref %q", app.TruncateUTF8(p.Ref, 80))
 	}
-	if !isSHA(p.After) || p.Before != "" && !isSHA(p.Before) {
+	if !app.IsCommitSHA(p.After) || p.Before != "" && !app.IsCommitSHA(p.Before) {
 		return nil, app.Errorf(app.EINVALID, "before and after must be full commit ids")
 	}
 	ev.Type, ev.Ref, ev.Commit = app.ForgePush, p.Ref, p.After
@@ -92,13 +92,6 @@ func validRefName(ref string) bool {
 		}
 	}
 	return true
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // RefUpdate is one line of git's post-receive input.
@@ -130,8 +123,8 @@ func ParsePostReceive(r io.Reader) ([]RefUpdate, []error) {
 			continue
 		}
 		f := strings.Split(line, " ")
-		if len(f) != 3 || !isSHA(f[0]) || !isSHA(f[1]) || !validRefName(f[2]) {
-			errs = append(errs, fmt.Errorf("line %d: want \"<old-sha> <new-sha> <ref>\", got %q", n, truncate(line, 120)))
+		if len(f) != 3 || !app.IsCommitSHA(f[0]) || !app.IsCommitSHA(f[1]) || !validRefName(f[2]) {
+			errs = append(errs, fmt.Errorf("line %d: want \"<old-sha> <new-sha> <ref>\", got %q", n, app.TruncateUTF8(line, 120)))
 			continue
 		}
 		list = append(list, RefUpdate{Old: f[0], New: f[1], Ref: f[2]})
@@ -190,7 +183,7 @@ func SendHook(ctx context.Context, client *http.Client, url string, secret []byt
 	}
 	ans := &HookAnswer{Status: resp.StatusCode}
 	if jerr := json.Unmarshal(raw, ans); jerr != nil || ans.Message == "" {
-		ans.Message = strings.TrimSpace(truncate(string(raw), 500))
+		ans.Message = strings.TrimSpace(app.TruncateUTF8(string(raw), 500))
 		if ans.Message == "" {
 			ans.Message = "(no message)"
 		}

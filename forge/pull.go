@@ -65,7 +65,7 @@ func (p *prPayload) pull(kind app.ForgeKind, ev *app.ForgeEvent, build ...string
 	if n <= 0 {
 		return nil, app.Errorf(app.EINVALID, "a pull_request event without the request's number")
 	}
-	if !isSHA(pr.Head.SHA) {
+	if !app.IsCommitSHA(pr.Head.SHA) {
 		return nil, app.Errorf(app.EINVALID, "a pull_request event without the head commit (pull_request.head.sha)")
 	}
 	head, base := pr.Head.repoID(), pr.Base.repoID()
@@ -132,7 +132,7 @@ func parseGitLabMR(ev *app.ForgeEvent, body []byte) (*app.ForgeEvent, error) {
 	if a.IID <= 0 {
 		return nil, app.Errorf(app.EINVALID, "a merge request event without the request's iid")
 	}
-	if a.LastCommit == nil || !isSHA(a.LastCommit.ID) {
+	if a.LastCommit == nil || !app.IsCommitSHA(a.LastCommit.ID) {
 		return nil, app.Errorf(app.EINVALID, "a merge request event without the head commit (object_attributes.last_commit.id)")
 	}
 	ev.Type, ev.Commit, ev.Ref = app.ForgePullRequest, a.LastCommit.ID, app.PullRef(app.ForgeGitLab, a.IID)

@@ -83,6 +83,25 @@ type commit struct {
 	URL string `json:"url"`
 }
 
+// readPush fills ev from a push event as GitHub sends it, and Forgejo and
+// Gitea after it (they send no "deleted": an all-zero after says so).
+func readPush(ev *app.ForgeEvent, body []byte) (*app.ForgeEvent, error) {
+	var p struct {
+		Ref        string   `json:"ref"`
+		After      string   `json:"after"`
+		Deleted    bool     `json:"deleted"`
+		HeadCommit *commit  `json:"head_commit"`
+		Commits    []commit `json:"commits"`
+	}
+	if err := decode(body, &p); err != nil {
+		return nil, err
+	}
+	ev.Type, ev.Ref, ev.Commit = app.ForgePush, p.Ref, p.After
+	ev.Deleted = p.Deleted || isZeroSHA(p.After)
+	ev.CommitURL = commitURL(p.After, p.HeadCommit, p.Commits)
+	return ev, nil
+}
+
 // commitURL is the page of the commit sha among a payload's commits.
 func commitURL(sha string, head *commit, commits []commit) string {
 	if head != nil && head.ID == sha {
@@ -124,20 +143,7 @@ func parseGitHub(secret []byte, h http.Header, body []byte) (*app.ForgeEvent, er
 		ev.Type = app.ForgeIgnored
 		return ev, nil
 	}
-	var p struct {
-		Ref        string   `json:"ref"`
-		After      string   `json:"after"`
-		Deleted    bool     `json:"deleted"`
-		HeadCommit *commit  `json:"head_commit"`
-		Commits    []commit `json:"commits"`
-	}
-	if err := decode(body, &p); err != nil {
-		return nil, err
-	}
-	ev.Type, ev.Ref, ev.Commit = app.ForgePush, p.Ref, p.After
-	ev.Deleted = p.Deleted || isZeroSHA(p.After)
-	ev.CommitURL = commitURL(p.After, p.HeadCommit, p.Commits)
-	return ev, nil
+	return readPush(ev, body)
 }
 
 // parseGitLab reads GitLab's "Push Hook" and "Tag Push Hook" events
@@ -218,17 +224,5 @@ func parseGitea(kind app.ForgeKind, secret []byte, h http.Header, body []byte) (
 		ev.Type = app.ForgeIgnored
 		return ev, nil
 	}
-	var p struct {
-		Ref        string   `json:"ref"`
-		After      string   `json:"after"`
-		HeadCommit *commit  `json:"head_commit"`
-		Commits    []commit `json:"commits"`
-	}
-	if err := decode(body, &p); err != nil {
-		return nil, err
-	}
-	ev.Type, ev.Ref, ev.Commit = app.ForgePush, p.Ref, p.After
-	ev.Deleted = isZeroSHA(p.After)
-	ev.CommitURL = commitURL(p.After, p.HeadCommit, p.Commits)
-	return ev, nil
+	return readPush(ev, body)
 }

@@ -118,7 +118,7 @@ func (d *Dispatcher) reportStatus(ctx context.Context, cs *app.CommitStatus) err
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("post status: %w", redactURLError(err))
+		return fmt.Errorf("post status: %w", err) // the token is in a header, never the URL
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -130,20 +130,6 @@ func (d *Dispatcher) reportStatus(ctx context.Context, cs *app.CommitStatus) err
 		return fmt.Errorf("%s answered %w: %s", req.URL.Host, statusError(resp.StatusCode), oneLine(body))
 	}
 	return nil
-}
-
-// redactURLError drops the query of a failed request's URL (none of ours
-// carry secrets there, but a redirect target might).
-func redactURLError(err error) error {
-	var ue *url.Error
-	if e, ok := err.(*url.Error); ok {
-		ue = e
-		if u, perr := url.Parse(ue.URL); perr == nil {
-			u.RawQuery = ""
-			return &url.Error{Op: ue.Op, URL: u.String(), Err: ue.Err}
-		}
-	}
-	return err
 }
 
 // oneLine is a forge's error answer cut to one short line for the page.

@@ -154,18 +154,7 @@ func formatHeaders(h http.Header) string {
 			fmt.Fprintf(&b, "%s: %s\n", k, v)
 		}
 	}
-	return truncateUTF8(b.String(), maxRecorded)
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
+	return app.TruncateUTF8(b.String(), maxRecorded)
 }
 
 // webhookTrigger posts the payload to the trigger's URL, retrying by the
@@ -189,7 +178,7 @@ func (d *Dispatcher) webhookTrigger(ctx context.Context, r *run, t trigger) {
 		}
 		excerpt := ""
 		if res.body != nil {
-			excerpt = truncateUTF8(*res.body, 2048)
+			excerpt = app.TruncateUTF8(*res.body, 2048)
 		}
 		if excerpt != "" {
 			d.svc.SetupLogf(r.jobID, "Webhook response: %d\n%s", res.status, strings.TrimRight(excerpt, "\n"))

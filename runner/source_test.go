@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"builds/app"
 	"builds/forge"
+	"builds/forge/forgetest"
 )
 
 // A plain git repository on the server's machine, connected by its path:
@@ -23,48 +23,6 @@ import (
 // read the path; their git is told to look elsewhere for it (the
 // home's .gitconfig rewrites both URL forms to a path that does not
 // exist), so a job only succeeds if the bundle was used.
-
-// localRepo is a bare repository with a work tree that pushes to it.
-type localRepo struct {
-	t          testing.TB
-	bare, work string
-}
-
-func newLocalRepo(t testing.TB) *localRepo {
-	t.Helper()
-	dir := t.TempDir()
-	r := &localRepo{t: t, bare: filepath.Join(dir, "proj.git"), work: filepath.Join(dir, "work")}
-	r.git(dir, "init", "-q", "--bare", "-b", "main", r.bare)
-	r.git(dir, "init", "-q", "-b", "main", r.work)
-	return r
-}
-
-func (r *localRepo) git(dir string, args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ada Lovelace", "GIT_AUTHOR_EMAIL=ada@example.org",
-		"GIT_COMMITTER_NAME=Ada Lovelace", "GIT_COMMITTER_EMAIL=ada@example.org", "GIT_CONFIG_GLOBAL=/dev/null")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// commit writes files, commits and pushes main; it returns the commit.
-func (r *localRepo) commit(msg string, files map[string]string) string {
-	r.t.Helper()
-	for name, text := range files {
-		if err := os.WriteFile(filepath.Join(r.work, name), []byte(text), 0o644); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-	r.git(r.work, "add", "-A")
-	r.git(r.work, "commit", "-q", "-m", msg)
-	r.git(r.work, "push", "-q", r.bare, "HEAD:refs/heads/main")
-	return r.git(r.work, "rev-parse", "HEAD")
-}
 
 // sourceManifest checks, in the guest, the clone of the pinned commit.
 const sourceManifest = `image: debian/stable
@@ -93,15 +51,15 @@ func blockHostPaths(b *testBooter, repo string) {
 // command line does) and pushes a commit through the post-receive hook's
 // delivery of a commit with manifest as its .build.yml; it returns the
 // job it started and the commit.
-func connectLocal(t *testing.T, svc *app.Service, user *app.User, r *localRepo, manifest string) (*app.Job, string) {
+func connectLocal(t *testing.T, svc *app.Service, user *app.User, r *forgetest.Repo, manifest string) (*app.Job, string) {
 	t.Helper()
 	svc.Forge = &forge.Adapter{}
 	as := app.NewContextWithAuth(context.Background(), &app.Auth{Kind: app.AuthSystem, User: user})
-	conn, err := svc.CreateRepository(as, app.RepoInput{Kind: app.ForgeGit, CloneURL: r.bare})
+	conn, err := svc.CreateRepository(as, app.RepoInput{Kind: app.ForgeGit, CloneURL: r.Bare})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sha := r.commit("the pushed commit", map[string]string{".build.yml": manifest, "README": "hello from the host"})
+	sha := r.Commit("main", "the pushed commit", map[string]string{".build.yml": manifest, "README": "hello from the host"})
 	body, _ := json.Marshal(forge.HookPush{Ref: "refs/heads/main", After: sha})
 	h := http.Header{}
 	h.Set(forge.HookSignatureHeader, forge.SignHook([]byte(conn.WebhookSecret), body))
@@ -132,22 +90,22 @@ func checkLocalClone(t *testing.T, h *harness, job *app.Job, repo string) {
 
 func TestLocalSource(t *testing.T) {
 	h := openHarness(t)
-	repo := newLocalRepo(t)
-	blockHostPaths(h.booter, repo.bare)
+	repo := forgetest.NewLocal(t, "proj")
+	blockHostPaths(h.booter, repo.Bare)
 	h.start()
 	job, _ := connectLocal(t, h.svc, h.user, repo, sourceManifest)
-	checkLocalClone(t, h, h.wait(job.ID), repo.bare)
+	checkLocalClone(t, h, h.wait(job.ID), repo.Bare)
 }
 
 // TestLocalSourceBlocked: the same guest setup fails a direct clone of
 // the path, so TestLocalSource's success is the bundle's.
 func TestLocalSourceBlocked(t *testing.T) {
 	h := openHarness(t)
-	repo := newLocalRepo(t)
-	repo.commit("x", map[string]string{"README": "x"})
-	blockHostPaths(h.booter, repo.bare)
+	repo := forgetest.NewLocal(t, "proj")
+	repo.Commit("main", "x", map[string]string{"README": "x"})
+	blockHostPaths(h.booter, repo.Bare)
 	h.start()
-	job := h.submit("image: debian/stable\ntasks:\n  - clone: git clone -- " + repo.bare + " proj\n")
+	job := h.submit("image: debian/stable\ntasks:\n  - clone: git clone -- " + repo.Bare + " proj\n")
 	if job = h.wait(job.ID); job.Status != app.JobFailed || !strings.Contains(h.log(job.ID, "clone"), "/nonexistent/guest-cannot-reach") {
 		t.Fatalf("job %s; clone log:\n%s", job.Status, h.log(job.ID, "clone"))
 	}
@@ -158,15 +116,15 @@ func TestLocalSourceBlocked(t *testing.T) {
 // nothing is cloned.
 func TestLocalSourceRefused(t *testing.T) {
 	h := openHarness(t)
-	repo := newLocalRepo(t)
-	blockHostPaths(h.booter, repo.bare)
+	repo := forgetest.NewLocal(t, "proj")
+	blockHostPaths(h.booter, repo.Bare)
 	h.start()
 	connectLocal(t, h.svc, h.user, repo, sourceManifest)
 	for _, tc := range []struct{ name, source, want string }{
-		{"NotStartedByAPush", repo.bare, "no push started job"},
+		{"NotStartedByAPush", repo.Bare, "no push started job"},
 		{"Etc", "/etc", "no push started job"},
 		{"FileURL", "file:///etc", "no push started job"},
-		{"DotDot", filepath.Dir(repo.bare) + "/x/../proj.git", "paths with .. are not accepted"},
+		{"DotDot", filepath.Dir(repo.Bare) + "/x/../proj.git", "paths with .. are not accepted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			job := h.submit("image: debian/stable\nsources:\n  - " + tc.source + "\ntasks:\n  - t: echo ran\n")
@@ -186,12 +144,12 @@ func TestLocalSourceRefused(t *testing.T) {
 // over the worker API.
 func TestRemoteLocalSource(t *testing.T) {
 	e := newRemoteEnv(t)
-	repo := newLocalRepo(t)
+	repo := forgetest.NewLocal(t, "proj")
 	r := e.runner("a", 1)
-	blockHostPaths(r.booter, repo.bare)
+	blockHostPaths(r.booter, repo.Bare)
 	job, _ := connectLocal(t, e.svc, e.user, repo, sourceManifest)
 	job = e.wait(job.ID)
-	checkLocalClone(t, e.harness, job, repo.bare)
+	checkLocalClone(t, e.harness, job, repo.Bare)
 
 	// and a refusal reaches the job's log as the server said it
 	bad := e.submit("image: debian/stable\nsources:\n  - /etc\ntasks:\n  - t: echo ran\n")
@@ -205,7 +163,7 @@ func TestRemoteLocalSource(t *testing.T) {
 // runner holding the running job, and only for its pushed repository.
 func TestWorkerSourceAPI(t *testing.T) {
 	e := newRemoteEnv(t)
-	repo := newLocalRepo(t)
+	repo := forgetest.NewLocal(t, "proj")
 	sys := app.SystemContext(context.Background())
 	tokA, _, _ := e.svc.CreateRunner(sys, "a")
 	tokB, _, _ := e.svc.CreateRunner(sys, "b")
@@ -231,7 +189,7 @@ func TestWorkerSourceAPI(t *testing.T) {
 	src := func(id int64, source string) string {
 		return fmt.Sprintf("/worker/v1/jobs/%d/source?url=%s", id, url.QueryEscape(source))
 	}
-	if code, _, body := do(tokA, "GET", src(job.ID, repo.bare), ""); code != 404 || !strings.Contains(body, "does not hold") {
+	if code, _, body := do(tokA, "GET", src(job.ID, repo.Bare), ""); code != 404 || !strings.Contains(body, "does not hold") {
 		t.Fatalf("before the claim: %d %s", code, body)
 	}
 	poll := `{"slots":1,"free":1,"images":[{"name":"debian/stable","arch":"amd64"}],"wait_ms":0}`
@@ -247,9 +205,9 @@ func TestWorkerSourceAPI(t *testing.T) {
 		code            int
 		want            string
 	}{
-		{"UserToken", userTok, src(job.ID, repo.bare), 403, "runners only"},
-		{"NoToken", "", src(job.ID, repo.bare), 401, "authentication required"},
-		{"OtherRunner", tokB, src(job.ID, repo.bare), 404, "does not hold"},
+		{"UserToken", userTok, src(job.ID, repo.Bare), 403, "runners only"},
+		{"NoToken", "", src(job.ID, repo.Bare), 401, "authentication required"},
+		{"OtherRunner", tokB, src(job.ID, repo.Bare), 404, "does not hold"},
 		{"Etc", tokA, src(job.ID, "/etc"), 403, "source /etc is a path on the server, and not that of the repository proj"},
 		{"NoURL", tokA, fmt.Sprintf("/worker/v1/jobs/%d/source", job.ID), 400, "not an absolute path"},
 		{"BadJobID", tokA, "/worker/v1/jobs/x/source?url=/etc", 404, "no job"},
@@ -261,15 +219,15 @@ func TestWorkerSourceAPI(t *testing.T) {
 		})
 	}
 	t.Run("OK", func(t *testing.T) {
-		code, hdr, body := do(tokA, "GET", src(job.ID, "file://"+repo.bare), "")
+		code, hdr, body := do(tokA, "GET", src(job.ID, "file://"+repo.Bare), "")
 		if code != 200 || hdr.Get("Content-Length") != fmt.Sprint(len(body)) {
 			t.Fatalf("%d, %s bytes announced, %d sent", code, hdr.Get("Content-Length"), len(body))
 		}
 		dir := t.TempDir()
 		file := filepath.Join(dir, "b.bundle")
 		os.WriteFile(file, []byte(body), 0o600)
-		repo.git(dir, "clone", "-q", file, "proj")
-		if got := repo.git(filepath.Join(dir, "proj"), "rev-parse", "HEAD"); got != sha {
+		repo.Git(dir, "clone", "-q", file, "proj")
+		if got := repo.Git(filepath.Join(dir, "proj"), "rev-parse", "HEAD"); got != sha {
 			t.Errorf("HEAD %s, want %s", got, sha)
 		}
 	})

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"builds/forge/forgetest"
 	"strings"
 	"testing"
 )
@@ -11,11 +12,11 @@ import (
 // the server's bundle, and the task runs git log -1 in it.
 func TestVMLocalSource(t *testing.T) {
 	h, _ := newVMHarness(t)
-	repo := newLocalRepo(t)
+	repo := forgetest.NewLocal(t, "proj")
 	job, sha := connectLocal(t, h.svc, h.user, repo, "image: debian/bookworm\n"+sourceTasks+
 		"  - history: |\n      git -C proj log -1 --format='commit %H'\n")
 	job = h.wait(job.ID)
-	checkLocalClone(t, h, job, repo.bare)
+	checkLocalClone(t, h, job, repo.Bare)
 	if log := h.log(job.ID, "history"); !strings.Contains(log, "commit "+sha) {
 		t.Errorf("git log -1 in the guest:\n%s", log)
 	}

@@ -131,26 +131,42 @@ func (u *ui) renderRepo(w http.ResponseWriter, r *http.Request, status int, repo
 	u.render(w, r, status, "repo", p)
 }
 
-// handleRepoBuild builds the tip of a branch (or a tag or commit) now.
-func (u *ui) handleRepoBuild(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	repo, err := u.svc.OwnRepository(ctx, r.PathValue("name"))
+// repoPost reads a form posted to one of the viewer's repositories,
+// answering itself (false) when the repository or the form is wrong.
+func (u *ui) repoPost(w http.ResponseWriter, r *http.Request) (*app.Repo, bool) {
+	repo, err := u.svc.OwnRepository(r.Context(), r.PathValue("name"))
 	if err != nil {
 		u.fail(w, r, err)
-		return
+		return nil, false
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, repoFormLimit)
 	if err := r.ParseForm(); err != nil {
 		u.renderRepo(w, r, http.StatusBadRequest, repo, "", "The form could not be read.")
+		return nil, false
+	}
+	return repo, true
+}
+
+// repoFailed shows a repository's page with what went wrong, or the
+// error page for internal errors.
+func (u *ui) repoFailed(w http.ResponseWriter, r *http.Request, repo *app.Repo, err error) {
+	if app.ErrorCode(err) == app.EINTERNAL {
+		u.fail(w, r, err)
+		return
+	}
+	u.renderRepo(w, r, httpStatus(err), repo, "", app.ErrorMessage(err))
+}
+
+// handleRepoBuild builds the tip of a branch (or a tag or commit) now.
+func (u *ui) handleRepoBuild(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	repo, ok := u.repoPost(w, r)
+	if !ok {
 		return
 	}
 	res, err := u.svc.BuildRepository(ctx, repo.Name, strings.TrimSpace(r.PostFormValue("ref")))
 	if err != nil {
-		if app.ErrorCode(err) == app.EINTERNAL {
-			u.fail(w, r, err)
-			return
-		}
-		u.renderRepo(w, r, httpStatus(err), repo, "", app.ErrorMessage(err))
+		u.repoFailed(w, r, repo, err)
 		return
 	}
 	switch {
@@ -166,14 +182,8 @@ func (u *ui) handleRepoBuild(w http.ResponseWriter, r *http.Request) {
 // schedule.
 func (u *ui) handleRepoSettings(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	repo, err := u.svc.OwnRepository(ctx, r.PathValue("name"))
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, repoFormLimit)
-	if err := r.ParseForm(); err != nil {
-		u.renderRepo(w, r, http.StatusBadRequest, repo, "", "The form could not be read.")
+	repo, ok := u.repoPost(w, r)
+	if !ok {
 		return
 	}
 	pulls, sched := r.PostFormValue("pull_requests") != "", strings.TrimSpace(r.PostFormValue("schedule"))
@@ -182,11 +192,7 @@ func (u *ui) handleRepoSettings(w http.ResponseWriter, r *http.Request) {
 		upd.PullRequests = &pulls
 	}
 	if _, err := u.svc.UpdateRepository(ctx, repo.Name, upd); err != nil {
-		if app.ErrorCode(err) == app.EINTERNAL {
-			u.fail(w, r, err)
-			return
-		}
-		u.renderRepo(w, r, httpStatus(err), repo, "", app.ErrorMessage(err))
+		u.repoFailed(w, r, repo, err)
 		return
 	}
 	u.setFlash(w, "Settings of "+repo.Name+" saved.")

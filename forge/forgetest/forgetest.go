@@ -104,6 +104,25 @@ func (s *Server) Repo(path string) *Repo {
 	return r
 }
 
+// NewLocal makes a bare repository <name>.git in a temporary directory,
+// with a main branch to come and a work tree pushing to it; its clone URL
+// is its path.
+func NewLocal(t testing.TB, name string) *Repo {
+	t.Helper()
+	dir := t.TempDir()
+	r := &Repo{t: t, Bare: filepath.Join(dir, name+".git"), Work: filepath.Join(dir, "work")}
+	r.CloneURL = r.Bare
+	Git(t, "", "init", "-q", "--bare", "-b", "main", r.Bare)
+	Git(t, "", "init", "-q", "-b", "main", r.Work)
+	return r
+}
+
+// Git runs git in dir as Git does.
+func (r *Repo) Git(dir string, args ...string) string {
+	r.t.Helper()
+	return Git(r.t, dir, args...)
+}
+
 // Commit writes files ("" removes one), commits them, pushes the commit
 // to branch and returns it.
 func (r *Repo) Commit(branch, msg string, files map[string]string) string {
